@@ -1,0 +1,319 @@
+"""The VideoMAE vision transformer: building blocks and the video classifier.
+
+The blocks here are shared by the pretraining encoder/decoder (modeling_pretrain.py)
+and by the classifier used for fine-tuning, linear probing and feature extraction.
+Parameter names follow the published VideoMAE/SIGMA checkpoints exactly, so their
+weights load strictly.
+
+Shapes: a clip is (B, C, T, H, W); with tubelets of t x p x p it becomes
+N = (T / t) * (H / p) * (W / p) tokens of width D, ordered (t, h, w).
+
+Models are looked up in this module's own registry (``create_model``), not in timm's:
+timm already owns image models called ``vit_base_patch16_224`` and friends, and
+registering ours there would silently replace them for every other user of timm.
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import DropPath, Mlp, trunc_normal_
+
+LAYER_NORM_EPS = 1e-6
+
+# Encoder sizes of the published presets (SPEC.md), plus `tiny` for CPU runs.
+ENCODER_PRESETS = {
+    "tiny": dict(embed_dim=192, depth=12, num_heads=3),
+    "small": dict(embed_dim=384, depth=12, num_heads=6),
+    "base": dict(embed_dim=768, depth=12, num_heads=12),
+    "large": dict(embed_dim=1024, depth=24, num_heads=16),
+    "huge": dict(embed_dim=1280, depth=32, num_heads=16),
+}
+
+
+def layer_norm(dim):
+    return nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+
+
+def get_sinusoid_encoding_table(n_position, d_hid):
+    """The fixed 1-D sinusoid position table of VideoMAE: (1, n_position, d_hid), float32.
+
+    Computed in float64 and rounded once, as the published code does, so the values
+    match checkpoints trained with it bit for bit.
+    """
+    position = np.arange(n_position, dtype=np.float64)[:, None]
+    exponent = 2 * (np.arange(d_hid) // 2) / d_hid
+    angles = position / np.power(10000.0, exponent)[None, :]
+    table = np.empty_like(angles)
+    table[:, 0::2] = np.sin(angles[:, 0::2])
+    table[:, 1::2] = np.cos(angles[:, 1::2])
+    return torch.from_numpy(table).float().unsqueeze(0)
+
+
+class PatchEmbed(nn.Module):
+    """Clip to tubelet tokens: (B, C, T, H, W) -> (B, N, D) with a Conv3d of kernel = stride."""
+
+    def __init__(self, img_size=224, patch_size=16, in_chans=3, embed_dim=768, num_frames=16, tubelet_size=2):
+        super().__init__()
+        img_size = _pair(img_size)
+        if num_frames % tubelet_size or img_size[0] % patch_size or img_size[1] % patch_size:
+            raise ValueError(
+                f"a {num_frames}x{img_size[0]}x{img_size[1]} clip does not divide into "
+                f"{tubelet_size}x{patch_size}x{patch_size} tubelets: choose --num_frames divisible by "
+                f"the tubelet size and --input_size divisible by the patch size")
+        self.img_size = img_size
+        self.num_frames = num_frames
+        self.patch_size = patch_size
+        self.tubelet_size = tubelet_size
+        self.grid_size = (num_frames // tubelet_size, img_size[0] // patch_size, img_size[1] // patch_size)
+        self.num_patches = math.prod(self.grid_size)
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=(tubelet_size, patch_size, patch_size),
+                              stride=(tubelet_size, patch_size, patch_size))
+
+    def forward(self, x):
+        """(B, C, T, H, W) -> (B, N, D)."""
+        expected = (self.num_frames, *self.img_size)
+        if tuple(x.shape[2:]) != expected:
+            raise ValueError(f"the model was built for clips of T x H x W = {expected}, "
+                             f"got input of shape {tuple(x.shape)}")
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with VideoMAE's bias layout.
+
+    ``qkv`` has no bias of its own; ``q_bias`` and ``v_bias`` are separate parameters
+    and the key bias is zero, as in the published checkpoints (and in BEiT, where the
+    layout comes from: a key bias only shifts every logit of a query by the same
+    amount, so softmax ignores it).
+    """
+
+    def __init__(self, dim, num_heads=8, qkv_bias=True, attn_drop=0.0, proj_drop=0.0):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embedding width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        if qkv_bias:
+            self.q_bias = nn.Parameter(torch.zeros(dim))
+            self.v_bias = nn.Parameter(torch.zeros(dim))
+        else:
+            self.q_bias = self.v_bias = None
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x):
+        """(B, N, D) -> (B, N, D)."""
+        batch, tokens, dim = x.shape
+        bias = None
+        if self.q_bias is not None:
+            bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+        qkv = F.linear(x, self.qkv.weight, bias)
+        q, k, v = qkv.reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        # Fused attention never materialises the N x N matrix: that is what makes the
+        # decoder's 1568-token attention affordable.
+        x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        x = x.transpose(1, 2).reshape(batch, tokens, dim)
+        return self.proj_drop(self.proj(x))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
+
+    def __init__(self, dim, num_heads, mlp_ratio=4.0, qkv_bias=True, drop=0.0, attn_drop=0.0, drop_path=0.0):
+        super().__init__()
+        self.norm1 = layer_norm(dim)
+        self.attn = Attention(dim, num_heads=num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = layer_norm(dim)
+        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU, drop=drop)
+
+    def forward(self, x):
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def make_blocks(dim, depth, num_heads, mlp_ratio=4.0, qkv_bias=True, drop_rate=0.0, attn_drop_rate=0.0,
+                drop_path_rate=0.0):
+    """`depth` blocks with stochastic depth rising linearly from 0 to `drop_path_rate`."""
+    rates = np.linspace(0, drop_path_rate, depth).tolist()
+    return nn.ModuleList([
+        Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop=drop_rate, attn_drop=attn_drop_rate,
+              drop_path=rate)
+        for rate in rates])
+
+
+class VisionTransformer(nn.Module):
+    """The video classifier: encoder without its final norm, mean pooling, `fc_norm`, `head`.
+
+    With ``use_mean_pooling=False`` the encoder keeps its final ``norm`` (as loaded from
+    a pretraining checkpoint) and the normed tokens are mean-pooled without ``fc_norm``.
+    """
+
+    def __init__(self, img_size=224, patch_size=16, in_chans=3, num_classes=1000, embed_dim=768, depth=12,
+                 num_heads=12, mlp_ratio=4.0, qkv_bias=True, drop_rate=0.0, attn_drop_rate=0.0,
+                 drop_path_rate=0.0, use_learnable_pos_emb=False, init_scale=0.001, all_frames=16,
+                 tubelet_size=2, use_mean_pooling=True, fc_drop_rate=0.0):
+        super().__init__()
+        self.num_classes = num_classes
+        self.embed_dim = embed_dim
+        self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
+                                      embed_dim=embed_dim, num_frames=all_frames, tubelet_size=tubelet_size)
+        num_patches = self.patch_embed.num_patches
+        if use_learnable_pos_emb:
+            self.pos_embed = nn.Parameter(torch.zeros(1, num_patches, embed_dim))
+            trunc_normal_(self.pos_embed, std=0.02)
+        else:
+            # Not a parameter and not saved: rebuilt for whatever grid the model is built for.
+            self.register_buffer("pos_embed", get_sinusoid_encoding_table(num_patches, embed_dim),
+                                 persistent=False)
+        self.pos_drop = nn.Dropout(drop_rate)
+        self.blocks = make_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_rate, attn_drop_rate,
+                                  drop_path_rate)
+        self.norm = nn.Identity() if use_mean_pooling else layer_norm(embed_dim)
+        self.fc_norm = layer_norm(embed_dim) if use_mean_pooling else None
+        self.fc_dropout = nn.Dropout(fc_drop_rate)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+
+        self.apply(_init_trunc_normal)
+        if num_classes > 0:
+            # A near-zero head starts fine-tuning from uniform predictions (VideoMAE's init_scale).
+            self.head.weight.data.mul_(init_scale)
+            self.head.bias.data.mul_(init_scale)
+
+    def get_num_layers(self):
+        return len(self.blocks)
+
+    @torch.jit.ignore
+    def no_weight_decay(self):
+        return {"pos_embed"}
+
+    def forward_tokens(self, x):
+        """(B, C, T, H, W) -> token features (B, N, D) after the last block (and `norm`, if kept)."""
+        x = self.patch_embed(x)
+        x = self.pos_drop(x + self.pos_embed.to(x.dtype))
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward_features(self, x):
+        """(B, C, T, H, W) -> pooled features (B, D), the input of `head`."""
+        pooled = self.forward_tokens(x).mean(dim=1)
+        return self.fc_norm(pooled) if self.fc_norm is not None else pooled
+
+    def forward(self, x):
+        """(B, C, T, H, W) -> logits (B, num_classes)."""
+        return self.head(self.fc_dropout(self.forward_features(x)))
+
+
+def _init_trunc_normal(module):
+    if isinstance(module, nn.Linear):
+        trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def _pair(size):
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+def _preset(size):
+    def build(**kwargs):
+        settings = dict(patch_size=16, mlp_ratio=4.0, qkv_bias=True, **ENCODER_PRESETS[size])
+        settings.update(kwargs)
+        return VisionTransformer(**settings)
+    build.__name__ = f"vit_{size}_patch16_224"
+    build.__doc__ = f"The {size} classifier; keyword arguments override the preset."
+    return build
+
+
+MODELS = {f"vit_{size}_patch16_224": _preset(size) for size in ENCODER_PRESETS}
+
+
+def create_model(name, **kwargs):
+    """Builds a classifier by preset name, e.g. ``create_model('vit_base_patch16_224', num_classes=174)``."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name](**kwargs)
+
+
+# ---------------------------------------------------------------------------------
+# Loading a pretrained encoder into the classifier
+# ---------------------------------------------------------------------------------
+
+# Parts of a pretraining checkpoint the classifier has no use for.
+PRETRAIN_ONLY_PREFIXES = ("decoder.", "encoder_to_decoder.", "mask_token", "prototypes", "head.")
+
+
+def checkpoint_state_dict(checkpoint):
+    """The weights inside a checkpoint dict: under `model`, else `module`, else the dict itself."""
+    for key in ("model", "module"):
+        if key in checkpoint and isinstance(checkpoint[key], dict):
+            return checkpoint[key]
+    return checkpoint
+
+
+def load_pretrained_encoder(model, checkpoint):
+    """Loads the encoder of a pretraining or fine-tuning checkpoint into a classifier.
+
+    `checkpoint` is the loaded dict (weights under `model`, `module` or at top level;
+    keys may carry an `encoder.` or `backbone.` prefix). Returns ``{"missing": [...],
+    "unexpected": [...]}`` and raises ValueError unless the only missing keys are the
+    classifier's own (`fc_norm`, `head`, and `norm` when the model keeps it) and the
+    only unexpected ones are pretraining-only parts (decoder, prototypes, projection
+    network `head.{0,2,4,6}`, `encoder_to_decoder`, `mask_token`, the encoder's final
+    `norm`).
+    """
+    state = checkpoint_state_dict(checkpoint)
+    is_pretraining = any(key.startswith("encoder.") for key in state)
+    own = model.state_dict()
+    loadable, unexpected = {}, []
+    for key, value in state.items():
+        if is_pretraining:
+            if key.startswith("encoder."):
+                key = key[len("encoder."):]
+            elif key.startswith(PRETRAIN_ONLY_PREFIXES):
+                unexpected.append(key)
+                continue
+        elif key.startswith("backbone."):
+            key = key[len("backbone."):]
+        if key in own:
+            loadable[key] = value
+        else:
+            unexpected.append(key)
+
+    # A fine-tuned head for another label set is replaced, not an error: fine-tuning
+    # from a Kinetics-400 classifier to UCF101 is a normal use.
+    dropped_head = []
+    for key in ("head.weight", "head.bias"):
+        if key in loadable and loadable[key].shape != own[key].shape:
+            dropped_head.append(f"{key} {tuple(loadable.pop(key).shape)}")
+
+    mismatched = [f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}"
+                  for key, value in loadable.items() if value.shape != own[key].shape]
+    if mismatched:
+        raise ValueError("checkpoint does not fit this model (wrong --model, --input_size or --num_frames?):\n  "
+                         + "\n  ".join(mismatched))
+
+    allowed_unexpected = {"norm.weight", "norm.bias", "pos_embed"} if "norm.weight" not in own else {"pos_embed"}
+    bad_unexpected = [key for key in unexpected
+                      if key not in allowed_unexpected and not (is_pretraining and key.startswith(PRETRAIN_ONLY_PREFIXES))]
+    missing = sorted(set(own) - set(loadable))
+    classifier_own = ("fc_norm.", "head.", "norm.")
+    bad_missing = [key for key in missing if not key.startswith(classifier_own)]
+    if bad_missing or bad_unexpected:
+        raise ValueError(
+            "checkpoint is not an encoder of this model:\n"
+            f"  missing from checkpoint: {bad_missing or 'none'}\n"
+            f"  not part of the model: {bad_unexpected or 'none'}")
+    model.load_state_dict(loadable, strict=False)
+    report = {"missing": missing, "unexpected": sorted(unexpected)}
+    if dropped_head:
+        report["dropped_head"] = dropped_head
+    return report

@@ -1,0 +1,450 @@
+"""SIGMA pretraining model: masked video encoder, decoder, projection networks, prototypes, loss.
+
+The model computes its own targets and loss, as MAE's ``models_mae.py`` does, so the
+training engine only calls ``loss, stats = model(videos, mask)``.
+
+Shapes (defaults in brackets): videos (B, 3, T, H, W) [16 x 224 x 224], ImageNet-
+normalised; tubelets t x p x p [2 x 16 x 16] give N tokens [1568] ordered (t, h, w);
+the mask (B, N) has the same count N_m of masked tokens in every row [1408], so
+visible and masked tokens are gathered with index tensors.
+
+Targets by ``target_type`` (SPEC.md):
+- ``pixel``: per-tube normalised pixels, regressed with L2 (VideoMAE).
+- ``mlp``: the same tubes through a learned MLP phi (``head``), trained jointly (SIGMA-MLP).
+- ``dino_v1`` / ``dino_v2``: patch features of a frozen DINO ViT on the first frame of
+  every tubelet, normalised per video (SIGMA-DINO). The teacher is not part of the
+  state dict: its weights come from a local file.
+
+With ``loss_func='SWAV'`` both phi's features and the decoder's predictions are
+scored against K unit-norm prototypes, turned into balanced assignments by
+Sinkhorn-Knopp over the global batch, and each side predicts the other's assignment.
+"""
+import math
+import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from modeling_finetune import ENCODER_PRESETS, PatchEmbed, get_sinusoid_encoding_table, layer_norm, make_blocks
+from sinkhorn import sinkhorn_knopp
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Added to the std when normalising targets, as in the published code.
+TARGET_NORM_EPS = 1e-6
+# Output width of the learned projection network phi of SIGMA-MLP.
+MLP_PROJECTION_DIM = 256
+# Softmax temperature of the swapped prediction loss.
+SWAV_TEMPERATURE = 0.1
+
+DECODER_PRESETS = {
+    "tiny": dict(decoder_embed_dim=96, decoder_num_heads=3),
+    "small": dict(decoder_embed_dim=192, decoder_num_heads=3),
+    "base": dict(decoder_embed_dim=384, decoder_num_heads=6),
+    "large": dict(decoder_embed_dim=512, decoder_num_heads=8),
+    "huge": dict(decoder_embed_dim=640, decoder_num_heads=8),
+}
+
+TARGET_TYPES = ("pixel", "mlp", "dino_v1", "dino_v2")
+LOSS_FUNCS = ("L2", "SWAV")
+
+
+class DinoTeacherSpec:
+    """A frozen DINO image ViT used as the projection network of SIGMA-DINO."""
+
+    def __init__(self, timm_name, width, download):
+        self.timm_name = timm_name
+        self.width = width
+        self.download = download
+
+
+DINO_TEACHERS = {
+    ("dino_v1", "dino_s"): DinoTeacherSpec(
+        "vit_small_patch16_224", 384,
+        "https://dl.fbaipublicfiles.com/dino/dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth"),
+    ("dino_v1", "dino_b"): DinoTeacherSpec(
+        "vit_base_patch16_224", 768,
+        "https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth"),
+    ("dino_v2", "dino_s"): DinoTeacherSpec(
+        "vit_small_patch14_reg4_dinov2", 384,
+        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_reg4_pretrain.pth"),
+    ("dino_v2", "dino_b"): DinoTeacherSpec(
+        "vit_base_patch14_reg4_dinov2", 768,
+        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_reg4_pretrain.pth"),
+    ("dino_v2", "dino_l"): DinoTeacherSpec(
+        "vit_large_patch14_reg4_dinov2", 1024,
+        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_reg4_pretrain.pth"),
+}
+
+
+def dino_teacher_spec(target_type, distillation_teacher):
+    key = (target_type, distillation_teacher)
+    if key not in DINO_TEACHERS:
+        choices = sorted(teacher for kind, teacher in DINO_TEACHERS if kind == target_type)
+        raise ValueError(f"--distillation_teacher {distillation_teacher!r} is not available for "
+                         f"--target_type {target_type}; choose one of {choices}")
+    return DINO_TEACHERS[key]
+
+
+def gather_tokens(x, index):
+    """x (B, N, D), index (B, M) -> (B, M, D): the tokens at `index`, row by row."""
+    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def mask_indices(mask):
+    """Splits a boolean mask (B, N) with the same count of True per row into index tensors.
+
+    Returns (visible_index (B, N - N_m), masked_index (B, N_m)), each in token order,
+    so gathering with them equals boolean indexing ``x[~mask]`` / ``x[mask]``.
+    Pass the mask on the CPU, as the data loader yields it: the count is read there
+    without synchronising with the accelerator.
+    """
+    if mask.dim() != 2 or mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a boolean (batch, tokens) tensor, got {mask.dtype} {tuple(mask.shape)}")
+    counts = mask.sum(dim=1)
+    if mask.device.type == "cpu" and bool((counts != counts[0]).any()):
+        raise ValueError(f"every sample must mask the same number of tokens, got counts {counts.tolist()}")
+    num_masked = int(counts[0])
+    if num_masked == 0 or num_masked == mask.shape[1]:
+        raise ValueError(f"the mask hides {num_masked} of {mask.shape[1]} tokens: "
+                         "both the visible and the masked set must be non-empty")
+    # A stable sort puts visible tokens (0) before masked ones (1), each in token order.
+    order = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)
+    split = mask.shape[1] - num_masked
+    return order[:, :split], order[:, split:]
+
+
+def _init_xavier(module):
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class PretrainVisionTransformerEncoder(nn.Module):
+    """Encoder over the visible tokens only: (B, C, T, H, W) + visible index -> (B, N_v, D)."""
+
+    def __init__(self, img_size, patch_size, in_chans, embed_dim, depth, num_heads, mlp_ratio, qkv_bias,
+                 drop_path_rate, num_frames, tubelet_size):
+        super().__init__()
+        self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
+                                      embed_dim=embed_dim, num_frames=num_frames, tubelet_size=tubelet_size)
+        self.register_buffer("pos_embed", get_sinusoid_encoding_table(self.patch_embed.num_patches, embed_dim),
+                             persistent=False)
+        self.blocks = make_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate=drop_path_rate)
+        self.norm = layer_norm(embed_dim)
+
+    def forward(self, x, visible_index):
+        x = self.patch_embed(x)
+        x = gather_tokens(x + self.pos_embed.to(x.dtype), visible_index)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+
+class PretrainVisionTransformerDecoder(nn.Module):
+    """Decoder over all tokens; predicts the last `num_masked` of them: (B, N, D_d) -> (B, N_m, out_dim)."""
+
+    def __init__(self, embed_dim, depth, num_heads, out_dim, mlp_ratio, qkv_bias, drop_path_rate):
+        super().__init__()
+        self.blocks = make_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate=drop_path_rate)
+        self.norm = layer_norm(embed_dim)
+        self.head = nn.Linear(embed_dim, out_dim)
+
+    def forward(self, x, num_masked):
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x[:, -num_masked:]))
+
+
+class PretrainVisionTransformer(nn.Module):
+    """VideoMAE with SIGMA's targets. ``forward(videos, mask) -> (loss, stats)``."""
+
+    def __init__(self, img_size=224, patch_size=16, in_chans=3, num_frames=16, tubelet_size=2,
+                 encoder_embed_dim=768, encoder_depth=12, encoder_num_heads=12,
+                 decoder_embed_dim=384, decoder_depth=4, decoder_num_heads=6, mlp_ratio=4.0, qkv_bias=True,
+                 drop_path_rate=0.0, target_type="pixel", loss_func="L2", normlize_target=True,
+                 num_prototypes=3000, sinkhorn_eps=0.05, sinkhorn_iterations=10, soft_targets=False,
+                 distillation_teacher="dino_b", teacher_weights=None):
+        super().__init__()
+        if target_type not in TARGET_TYPES:
+            raise ValueError(f"--target_type {target_type!r} is not one of {TARGET_TYPES}")
+        if loss_func not in LOSS_FUNCS:
+            raise ValueError(f"--loss_func {loss_func!r} is not one of {LOSS_FUNCS}")
+        if target_type == "mlp" and loss_func == "L2":
+            raise ValueError("--target_type mlp needs --loss_func SWAV: an L2 loss between the video model and a "
+                             "jointly trained projection network collapses to a constant")
+        self.target_type = target_type
+        self.loss_func = loss_func
+        self.normlize_target = normlize_target
+        self.sinkhorn_eps = sinkhorn_eps
+        self.sinkhorn_iterations = sinkhorn_iterations
+        self.soft_targets = soft_targets
+        self.tubelet_size = tubelet_size
+        self.patch_size = patch_size
+
+        self.encoder = PretrainVisionTransformerEncoder(
+            img_size, patch_size, in_chans, encoder_embed_dim, encoder_depth, encoder_num_heads, mlp_ratio,
+            qkv_bias, drop_path_rate, num_frames, tubelet_size)
+        self.grid_size = self.encoder.patch_embed.grid_size
+        num_patches = self.encoder.patch_embed.num_patches
+        tube_dim = in_chans * tubelet_size * patch_size * patch_size
+
+        teacher = None
+        if target_type == "pixel":
+            out_dim = tube_dim
+        elif target_type == "mlp":
+            out_dim = MLP_PROJECTION_DIM
+        else:
+            spec = dino_teacher_spec(target_type, distillation_teacher)
+            out_dim = spec.width
+            teacher = build_dino_teacher(spec, target_type, distillation_teacher, teacher_weights, img_size)
+
+        self.decoder = PretrainVisionTransformerDecoder(
+            decoder_embed_dim, decoder_depth, decoder_num_heads, out_dim, mlp_ratio, qkv_bias, drop_path_rate)
+        self.encoder_to_decoder = nn.Linear(encoder_embed_dim, decoder_embed_dim, bias=False)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
+        self.register_buffer("decoder_pos_embed", get_sinusoid_encoding_table(num_patches, decoder_embed_dim),
+                             persistent=False)
+        if target_type == "mlp":
+            # phi: the learned projection of SIGMA-MLP; Sequential indices 0, 2, 4, 6
+            # are the published checkpoint keys `head.{0,2,4,6}`.
+            self.head = nn.Sequential(
+                nn.Linear(tube_dim, 1024), nn.GELU(), nn.Linear(1024, 1024), nn.GELU(),
+                nn.Linear(1024, 512), nn.GELU(), nn.Linear(512, MLP_PROJECTION_DIM))
+        if loss_func == "SWAV":
+            self.prototypes = nn.Parameter(torch.randn(num_prototypes, out_dim))
+        # xavier-uniform Linear weights and zero biases everywhere (the patch
+        # embedding keeps PyTorch's Conv3d init), as in the published code.
+        self.apply(_init_xavier)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+
+        # The teacher is frozen and never saved, so it is kept out of the module tree:
+        # not in state_dict(), parameters() (the optimiser, DDP) or train(). _apply
+        # below still moves and casts it with the model.
+        object.__setattr__(self, "teacher", teacher)
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1), persistent=False)
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        if self.teacher is not None:
+            self.teacher._apply(fn, *args, **kwargs)
+        return self
+
+    @torch.jit.ignore
+    def no_weight_decay(self):
+        return {"mask_token"}
+
+    # ---- targets ------------------------------------------------------------------
+
+    def patchify(self, videos):
+        """Normalised videos (B, 3, T, H, W) -> tubes (B, N, t*p*p*3) of [0, 1] pixels, channel-fastest.
+
+        With ``normlize_target`` every tube is normalised per channel by its own mean
+        and unbiased std.
+        """
+        pixels = videos.float() * self.pixel_std + self.pixel_mean
+        tubes = rearrange(pixels, "b c (t p0) (h p1) (w p2) -> b (t h w) (p0 p1 p2) c",
+                          p0=self.tubelet_size, p1=self.patch_size, p2=self.patch_size)
+        if self.normlize_target:
+            mean = tubes.mean(dim=-2, keepdim=True)
+            std = tubes.var(dim=-2, unbiased=True, keepdim=True).sqrt()
+            tubes = (tubes - mean) / (std + TARGET_NORM_EPS)
+        return rearrange(tubes, "b n p c -> b n (p c)")
+
+    @torch.no_grad()
+    def teacher_features(self, videos):
+        """Frozen DINO patch features of the first frame of every tubelet: (B, N, D_teacher), float32.
+
+        The teacher's patch grid is resized bilinearly to the video model's (H', W')
+        when they differ (DINOv2's 16 x 16 patch-14 grid at 224 px becomes 14 x 14),
+        then every channel is normalised over all tokens of its video.
+        """
+        batch = videos.shape[0]
+        frames = rearrange(videos[:, :, ::self.tubelet_size], "b c t h w -> (b t) c h w")
+        tokens = self.teacher.forward_features(frames)[:, self.teacher.num_prefix_tokens:]
+        grid_t, grid_h, grid_w = self.grid_size
+        side = math.isqrt(tokens.shape[1])
+        tokens = rearrange(tokens.float(), "bt (h w) d -> bt d h w", h=side)
+        if (side, side) != (grid_h, grid_w):
+            tokens = F.interpolate(tokens, size=(grid_h, grid_w), mode="bilinear", align_corners=False)
+        tokens = rearrange(tokens, "(b t) d h w -> b (t h w) d", b=batch)
+        mean = tokens.mean(dim=1, keepdim=True)
+        std = tokens.std(dim=1, unbiased=True, keepdim=True)
+        return (tokens - mean) / (std + TARGET_NORM_EPS)
+
+    def projection_targets(self, videos, masked_index):
+        """phi's features of the masked tubes: (B, N_m, out_dim).
+
+        Pixels and the teacher carry no gradient; the MLP phi does (it is trained by
+        the first term of the SIGMA loss).
+        """
+        if self.target_type in ("dino_v1", "dino_v2"):
+            return gather_tokens(self.teacher_features(videos), masked_index)
+        with torch.no_grad():
+            tubes = gather_tokens(self.patchify(videos), masked_index)
+        return self.head(tubes) if self.target_type == "mlp" else tubes
+
+    # ---- video model ----------------------------------------------------------------
+
+    def forward_decoder(self, videos, visible_index, masked_index):
+        """Predictions of the video model for the masked tokens: (B, N_m, out_dim)."""
+        x_vis = self.encoder_to_decoder(self.encoder(videos, visible_index))
+        batch = x_vis.shape[0]
+        pos = self.decoder_pos_embed.expand(batch, -1, -1).to(x_vis.dtype)
+        x = torch.cat((x_vis + gather_tokens(pos, visible_index),
+                       self.mask_token.to(x_vis.dtype) + gather_tokens(pos, masked_index)), dim=1)
+        return self.decoder(x, masked_index.shape[1])
+
+    # ---- loss ---------------------------------------------------------------------------
+
+    def prototype_scores(self, features, prototypes):
+        """Cosine scores (N, K) of features (N, d) against unit prototypes (K, d), in float32.
+
+        float32 because Sinkhorn divides these by eps = 0.03-0.05: bfloat16's rounding
+        of a cosine is larger than the gaps that decide an assignment.
+        """
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return F.normalize(features.float(), dim=-1) @ prototypes.float().t()
+
+    def swav_terms(self, predictions, targets):
+        """The two terms of SIGMA's swapped prediction loss; predictions and targets are (B, N_m, d).
+
+        Side 1 scores phi's features with the prototypes in the graph, side 2 scores the
+        video model's predictions with detached prototypes. Each side's logits / T learn
+        to predict the other side's Sinkhorn assignment (its argmax, or the whole
+        distribution with soft targets), so the first term trains phi and the
+        prototypes and the second trains the video model.
+        Returns (loss_phi, loss_model, stats).
+        """
+        scores_phi = self.prototype_scores(targets.flatten(0, 1), self.prototypes)
+        scores_model = self.prototype_scores(predictions.flatten(0, 1), self.prototypes.detach())
+        q_phi = sinkhorn_knopp(scores_phi.detach(), self.sinkhorn_eps, self.sinkhorn_iterations)
+        q_model = sinkhorn_knopp(scores_model.detach(), self.sinkhorn_eps, self.sinkhorn_iterations)
+        logits_phi = scores_phi / SWAV_TEMPERATURE
+        logits_model = scores_model / SWAV_TEMPERATURE
+        if self.soft_targets:
+            loss_phi = -(q_model * F.log_softmax(logits_phi, dim=-1)).sum(dim=-1).mean()
+            loss_model = -(q_phi * F.log_softmax(logits_model, dim=-1)).sum(dim=-1).mean()
+        else:
+            loss_phi = F.cross_entropy(logits_phi, q_model.argmax(dim=-1))
+            loss_model = F.cross_entropy(logits_model, q_phi.argmax(dim=-1))
+        nearest = scores_model.detach().argmax(dim=-1)
+        stats = {
+            "loss_phi": loss_phi.detach(),
+            "loss_model": loss_model.detach(),
+            # The collapse detector: how evenly the model's own nearest prototypes are
+            # used (1 = uniform over all K, 0 = one prototype for every token).
+            "prototype_entropy": usage_entropy(nearest, scores_model.shape[1]),
+            # How often the model's nearest prototype is phi's Sinkhorn assignment.
+            "target_accuracy": (nearest == q_phi.argmax(dim=-1)).float().mean(),
+        }
+        return loss_phi, loss_model, stats
+
+    def forward(self, videos, mask):
+        """videos (B, 3, T, H, W) ImageNet-normalised; mask (B, N) bool, True = masked.
+
+        Returns (loss, stats): the scalar loss and a dict of detached 0-dim tensors
+        (no host synchronisation happens here, so the engine decides when to read them).
+        """
+        if self.loss_func == "SWAV":
+            with torch.no_grad():
+                # Unit prototypes at every step, as SwAV and SIGMA do.
+                self.prototypes.copy_(F.normalize(self.prototypes, dim=1))
+        visible_index, masked_index = mask_indices(mask)
+        visible_index = visible_index.to(videos.device, non_blocking=True)
+        masked_index = masked_index.to(videos.device, non_blocking=True)
+        predictions = self.forward_decoder(videos, visible_index, masked_index)
+        targets = self.projection_targets(videos, masked_index)
+        if self.loss_func == "L2":
+            return F.mse_loss(predictions.float(), targets.float()), {}
+        loss_phi, loss_model, stats = self.swav_terms(predictions, targets)
+        return loss_phi + loss_model, stats
+
+
+def usage_entropy(assignments, num_prototypes):
+    """Normalised entropy in [0, 1] of how often each prototype is chosen; sync-free (scatter, not bincount)."""
+    counts = torch.zeros(num_prototypes, device=assignments.device).scatter_add_(
+        0, assignments, torch.ones_like(assignments, dtype=torch.float32))
+    usage = counts / counts.sum()
+    entropy = -(usage * torch.log(usage.clamp_min(1e-12))).sum()
+    return entropy / math.log(num_prototypes)
+
+
+# ---------------------------------------------------------------------------------
+# The frozen DINO teacher
+# ---------------------------------------------------------------------------------
+
+def build_dino_teacher(spec, target_type, distillation_teacher, weights_path, img_size):
+    """A timm ViT with the DINO weights from `weights_path`, frozen and in eval mode."""
+    import timm
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    flags = f"--target_type {target_type} --distillation_teacher {distillation_teacher}"
+    if not weights_path:
+        raise FileNotFoundError(
+            f"{flags} needs the teacher's weights as a local file: download {spec.download} "
+            f"(or the timm weights of {spec.timm_name}) and pass its path with --teacher_weights")
+    if not os.path.isfile(weights_path):
+        raise FileNotFoundError(
+            f"teacher weights {weights_path!r} do not exist; for {flags} download {spec.download} "
+            f"and put it there, or pass its path with --teacher_weights")
+    teacher = timm.create_model(spec.timm_name, pretrained=False, num_classes=0, img_size=img_size)
+    state = _read_teacher_state(weights_path)
+    # Converts DINOv2's original key layout (register_tokens, ...) to timm's and
+    # resamples the position table to this image size.
+    state = checkpoint_filter_fn(state, teacher)
+    state = {key: value for key, value in state.items() if not key.startswith("head")}
+    try:
+        teacher.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"teacher weights {weights_path!r} do not fit {spec.timm_name} ({flags}): {error}") from None
+    teacher.requires_grad_(False)
+    return teacher.eval()
+
+
+def _read_teacher_state(path):
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+        return load_file(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    # DINO training checkpoints keep the weights under `teacher` (with a `backbone.` prefix).
+    for key in ("teacher", "model", "state_dict"):
+        if key in state and isinstance(state[key], dict):
+            state = state[key]
+            break
+    return {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+
+
+# ---------------------------------------------------------------------------------
+# Presets
+# ---------------------------------------------------------------------------------
+
+def _preset(size):
+    def build(**kwargs):
+        encoder = ENCODER_PRESETS[size]
+        settings = dict(patch_size=16, encoder_embed_dim=encoder["embed_dim"], encoder_depth=encoder["depth"],
+                        encoder_num_heads=encoder["num_heads"], mlp_ratio=4.0, qkv_bias=True,
+                        **DECODER_PRESETS[size])
+        settings.update(kwargs)
+        return PretrainVisionTransformer(**settings)
+    build.__name__ = f"pretrain_videomae_{size}_patch16_224"
+    build.__doc__ = f"The {size} pretraining model; keyword arguments override the preset."
+    return build
+
+
+MODELS = {f"pretrain_videomae_{size}_patch16_224": _preset(size) for size in ENCODER_PRESETS}
+
+
+def create_pretrain_model(name, **kwargs):
+    """Builds a pretraining model by preset name, e.g. ``create_pretrain_model(
+    'pretrain_videomae_base_patch16_224', target_type='mlp', loss_func='SWAV')``."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name](**kwargs)

@@ -1,0 +1,453 @@
+"""The ViT blocks, the pretraining model's key layout, targets, SIGMA loss and gradients."""
+import argparse
+import math
+
+import numpy as np
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+
+import modeling_pretrain
+from masking_generator import build_masking_generator
+from modeling_finetune import Attention, VisionTransformer, create_model, get_sinusoid_encoding_table, \
+    load_pretrained_encoder
+from modeling_pretrain import create_pretrain_model, gather_tokens, mask_indices
+
+TINY = "pretrain_videomae_tiny_patch16_224"
+SMALL_CLIP = dict(img_size=32, num_frames=4)  # grid 2 x 2 x 2 = 8 tokens
+
+
+# ---------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------
+
+def test_attention_equals_explicit_softmax_float64():
+    torch.manual_seed(0)
+    attn = Attention(dim=24, num_heads=3, qkv_bias=True).double().eval()
+    torch.nn.init.normal_(attn.q_bias)
+    torch.nn.init.normal_(attn.v_bias)
+    x = torch.randn(2, 7, 24, dtype=torch.float64)
+
+    q = x @ attn.qkv.weight[:24].t() + attn.q_bias
+    k = x @ attn.qkv.weight[24:48].t()  # the key bias is zero
+    v = x @ attn.qkv.weight[48:].t() + attn.v_bias
+    heads = lambda t: t.reshape(2, 7, 3, 8).transpose(1, 2)
+    weights = torch.softmax(heads(q) @ heads(k).transpose(-1, -2) / math.sqrt(8), dim=-1)
+    expected = (weights @ heads(v)).transpose(1, 2).reshape(2, 7, 24) @ attn.proj.weight.t() + attn.proj.bias
+    torch.testing.assert_close(attn(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_sinusoid_table_matches_the_formula():
+    table = get_sinusoid_encoding_table(10, 6)
+    assert table.shape == (1, 10, 6) and table.dtype == torch.float32
+    pos, i = 7, 3  # odd column: cos(pos / 10000^(2 * (3 // 2) / 6))
+    assert table[0, pos, i].item() == pytest.approx(math.cos(pos / 10000 ** (2 / 6)), abs=1e-7)
+    assert table[0, pos, 4].item() == pytest.approx(math.sin(pos / 10000 ** (4 / 6)), abs=1e-7)
+
+
+@pytest.mark.parametrize("frames,size,tubelet", [(16, 224, 2), (8, 160, 2), (4, 64, 1)])
+def test_token_grid(frames, size, tubelet):
+    with torch.device("meta"):
+        model = create_pretrain_model(TINY, img_size=size, num_frames=frames, tubelet_size=tubelet)
+    assert model.grid_size == (frames // tubelet, size // 16, size // 16)
+    assert model.encoder.patch_embed.num_patches == math.prod(model.grid_size)
+
+
+def test_clip_that_does_not_tile_is_refused():
+    with pytest.raises(ValueError, match="--num_frames"):
+        create_pretrain_model(TINY, img_size=64, num_frames=5)
+    with pytest.raises(ValueError, match="--input_size"):
+        create_model("vit_tiny_patch16_224", img_size=70, all_frames=4)
+
+
+def test_wrong_input_shape_names_both_shapes():
+    model = create_model("vit_tiny_patch16_224", num_classes=3, **{"img_size": 32, "all_frames": 4})
+    with pytest.raises(ValueError, match=r"\(4, 32, 32\)"):
+        model(torch.randn(1, 3, 4, 48, 48))
+
+
+def test_timm_registry_is_left_alone():
+    import modeling_finetune  # noqa: F401  (imported: must not register anything in timm)
+    timm_vit = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0)
+    assert type(timm_vit).__module__.startswith("timm.")
+
+
+# ---------------------------------------------------------------------------------
+# Masks and gathering
+# ---------------------------------------------------------------------------------
+
+def test_gathering_equals_boolean_indexing():
+    generator = build_masking_generator("random", (4, 3, 5), 0.6, rng=np.random.default_rng(0))
+    mask = torch.from_numpy(np.stack([generator() for _ in range(3)]))
+    x = torch.randn(3, 60, 7)
+    visible, masked = mask_indices(mask)
+    torch.testing.assert_close(gather_tokens(x, visible), x[~mask].reshape(3, -1, 7), rtol=0, atol=0)
+    torch.testing.assert_close(gather_tokens(x, masked), x[mask].reshape(3, -1, 7), rtol=0, atol=0)
+
+
+def test_unequal_mask_counts_are_refused():
+    mask = torch.zeros(2, 8, dtype=torch.bool)
+    mask[0, :3] = True
+    mask[1, :4] = True
+    with pytest.raises(ValueError, match="same number"):
+        mask_indices(mask)
+    with pytest.raises(ValueError, match="non-empty"):
+        mask_indices(torch.zeros(2, 8, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------------------------
+# Key layout (SPEC.md, "Checkpoints")
+# ---------------------------------------------------------------------------------
+
+BLOCK_KEYS = ["norm1.weight", "norm1.bias", "attn.q_bias", "attn.v_bias", "attn.qkv.weight", "attn.proj.weight",
+              "attn.proj.bias", "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight",
+              "mlp.fc2.bias"]
+DEPTHS = {"tiny": 12, "small": 12, "base": 12, "large": 24, "huge": 32}
+
+
+def published_keys(encoder_depth, decoder_depth, target_type, loss_func):
+    """The published checkpoint layout, written from the spec, not from the code."""
+    keys = {"encoder.patch_embed.proj.weight", "encoder.patch_embed.proj.bias", "encoder.norm.weight",
+            "encoder.norm.bias", "decoder.norm.weight", "decoder.norm.bias", "decoder.head.weight",
+            "decoder.head.bias", "encoder_to_decoder.weight", "mask_token"}
+    keys |= {f"encoder.blocks.{i}.{k}" for i in range(encoder_depth) for k in BLOCK_KEYS}
+    keys |= {f"decoder.blocks.{i}.{k}" for i in range(decoder_depth) for k in BLOCK_KEYS}
+    if loss_func == "SWAV":
+        keys.add("prototypes")
+    if target_type == "mlp":
+        keys |= {f"head.{i}.{p}" for i in (0, 2, 4, 6) for p in ("weight", "bias")}
+    return keys
+
+
+@pytest.mark.parametrize("size", list(DEPTHS))
+@pytest.mark.parametrize("target_type,loss_func", [("pixel", "L2"), ("mlp", "SWAV"), ("dino_v1", "SWAV"),
+                                                   ("dino_v2", "SWAV")])
+def test_state_dict_keys_are_the_published_layout(size, target_type, loss_func, monkeypatch):
+    # The teacher is never part of the state dict; its construction is covered below.
+    monkeypatch.setattr(modeling_pretrain, "build_dino_teacher", lambda *args: None)
+    with torch.device("meta"):
+        model = create_pretrain_model(f"pretrain_videomae_{size}_patch16_224", target_type=target_type,
+                                      loss_func=loss_func, distillation_teacher="dino_b")
+    state = model.state_dict()
+    assert set(state) == published_keys(DEPTHS[size], 4, target_type, loss_func)
+    width = {"pixel": 1536, "mlp": 256, "dino_v1": 768, "dino_v2": 768}[target_type]
+    assert state["decoder.head.weight"].shape[0] == width
+    if loss_func == "SWAV":
+        assert state["prototypes"].shape == (3000, width)
+
+
+def test_base_shapes_match_the_released_checkpoints():
+    with torch.device("meta"):
+        model = create_pretrain_model("pretrain_videomae_base_patch16_224", target_type="mlp", loss_func="SWAV",
+                                      num_prototypes=4000)
+    state = model.state_dict()
+    assert state["encoder.patch_embed.proj.weight"].shape == (768, 3, 2, 16, 16)
+    assert state["encoder.blocks.0.attn.qkv.weight"].shape == (2304, 768)
+    assert state["encoder_to_decoder.weight"].shape == (384, 768)
+    assert state["mask_token"].shape == (1, 1, 384)
+    assert state["head.0.weight"].shape == (1024, 1536)
+    assert state["head.6.weight"].shape == (256, 512)
+    assert state["prototypes"].shape == (4000, 256)
+    assert len(state) == len(published_keys(12, 4, "mlp", "SWAV"))
+
+
+def random_teacher_file(tmp_path, timm_name):
+    teacher = timm.create_model(timm_name, pretrained=False, num_classes=0, img_size=224)
+    path = tmp_path / f"{timm_name}.pth"
+    torch.save(teacher.state_dict(), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def dino_v1_small_weights(tmp_path_factory):
+    return random_teacher_file(tmp_path_factory.mktemp("teacher"), "vit_small_patch16_224")
+
+
+def test_teacher_is_frozen_and_not_saved(dino_v1_small_weights):
+    model = create_pretrain_model(TINY, target_type="dino_v1", loss_func="SWAV", distillation_teacher="dino_s",
+                                  teacher_weights=dino_v1_small_weights, num_prototypes=16, **SMALL_CLIP)
+    assert set(model.state_dict()) == published_keys(12, 4, "dino_v1", "SWAV")
+    assert not any(p is q for p in model.parameters() for q in model.teacher.parameters())
+    model.train()
+    assert not model.teacher.training
+    assert not any(p.requires_grad for p in model.teacher.parameters())
+    model.double()
+    assert next(model.teacher.parameters()).dtype == torch.float64  # moved and cast with the model
+
+
+def test_missing_teacher_weights_say_what_to_download(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dino_vitbase16_pretrain.pth.*--teacher_weights"):
+        create_pretrain_model(TINY, target_type="dino_v1", loss_func="SWAV", distillation_teacher="dino_b")
+    with pytest.raises(FileNotFoundError, match="do not exist"):
+        create_pretrain_model(TINY, target_type="dino_v2", loss_func="SWAV", distillation_teacher="dino_l",
+                              teacher_weights=str(tmp_path / "nope.pth"))
+    with pytest.raises(ValueError, match="dino_l"):
+        create_pretrain_model(TINY, target_type="dino_v1", distillation_teacher="dino_l", loss_func="SWAV")
+
+
+def test_mlp_with_l2_is_refused():
+    with pytest.raises(ValueError, match="collapses"):
+        create_pretrain_model(TINY, target_type="mlp", loss_func="L2")
+
+
+def test_released_checkpoint_format_loads_strictly(tmp_path):
+    model = create_pretrain_model(TINY, target_type="mlp", loss_func="SWAV", num_prototypes=16, **SMALL_CLIP)
+    optimizer = torch.optim.AdamW(model.parameters())
+    checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3, "scaler": {},
+                  "args": argparse.Namespace(model=TINY, target_type="mlp", num_prototypes=16)}
+    torch.save(checkpoint, tmp_path / "checkpoint-3.pth")
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        loaded = torch.load(tmp_path / "checkpoint-3.pth", weights_only=True)
+    fresh = create_pretrain_model(TINY, target_type="mlp", loss_func="SWAV", num_prototypes=16, **SMALL_CLIP)
+    fresh.load_state_dict(loaded["model"], strict=True)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[key], value, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------
+# Targets
+# ---------------------------------------------------------------------------------
+
+def test_pixel_targets_are_normalised_per_tube_and_channel():
+    model = create_pretrain_model(TINY, img_size=32, num_frames=2)
+    videos = torch.randn(1, 3, 2, 32, 32)
+    tubes = model.patchify(videos)
+    assert tubes.shape == (1, 4, 2 * 16 * 16 * 3)
+    # Token 1 is (t=0, h=0, w=1); channel-fastest flattening puts channel c at positions c::3.
+    pixels = videos * torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1, 1) + \
+        torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1, 1)
+    for channel in range(3):
+        raw = pixels[0, channel, 0:2, 0:16, 16:32].double().flatten()
+        expected = (raw - raw.mean()) / (raw.std(unbiased=True) + 1e-6)
+        torch.testing.assert_close(tubes[0, 1, channel::3].double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_dino_targets_use_first_frame_of_each_tubelet_and_resize_v2_grid(tmp_path):
+    weights = random_teacher_file(tmp_path, "vit_small_patch14_reg4_dinov2")
+    model = create_pretrain_model(TINY, target_type="dino_v2", loss_func="SWAV", distillation_teacher="dino_s",
+                                  teacher_weights=weights, num_prototypes=16, img_size=224, num_frames=4)
+    videos = torch.randn(1, 3, 4, 224, 224)
+    features = model.teacher_features(videos)
+    assert features.shape == (1, 2 * 14 * 14, 384)
+    # Normalised per channel over all tokens of the video.
+    torch.testing.assert_close(features.mean(dim=1), torch.zeros(1, 384), rtol=0, atol=1e-4)
+    torch.testing.assert_close(features.std(dim=1), torch.ones(1, 384), rtol=0, atol=1e-4)
+    # The second time slice comes from frame 2, not frame 1 or 3.
+    tokens = model.teacher.forward_features(videos[:, :, 2])[:, 5:]  # 1 CLS + 4 registers
+    grid = tokens.reshape(1, 16, 16, 384).permute(0, 3, 1, 2)
+    resized = F.interpolate(grid, size=(14, 14), mode="bilinear", align_corners=False).flatten(2).transpose(1, 2)
+    all_tokens = torch.cat([model.teacher.forward_features(videos[:, :, t])[:, 5:] for t in (0, 2)])
+    all_grid = all_tokens.reshape(2, 16, 16, 384).permute(0, 3, 1, 2)
+    all_resized = F.interpolate(all_grid, size=(14, 14), mode="bilinear", align_corners=False)
+    all_resized = all_resized.flatten(2).transpose(1, 2).reshape(1, -1, 384)
+    expected = (resized - all_resized.mean(dim=1)) / (all_resized.std(dim=1) + 1e-6)
+    torch.testing.assert_close(features[:, 196:], expected, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------
+# The SIGMA loss
+# ---------------------------------------------------------------------------------
+
+def swav_model(num_prototypes, width, **kwargs):
+    model = create_pretrain_model(TINY, target_type="pixel", loss_func="SWAV", num_prototypes=num_prototypes,
+                                  **SMALL_CLIP, **kwargs)
+    with torch.no_grad():
+        model.prototypes.data = torch.zeros(num_prototypes, width)
+    return model
+
+
+def test_swav_loss_hand_worked_case():
+    model = swav_model(2, 1536)
+    with torch.no_grad():
+        model.prototypes[0, 0] = 1.0
+        model.prototypes[1, 1] = 1.0
+    e0, e1 = torch.zeros(1536), torch.zeros(1536)
+    e0[0], e1[1] = 1.0, 1.0
+    predictions = torch.stack([e0, e1]).view(1, 2, 1536)
+    # phi agrees with the model: scores are the identity, Sinkhorn assigns token i to
+    # prototype i on both sides, and each term is CE([10, 0], 0) = log(1 + e^-10).
+    loss_phi, loss_model, _ = model.swav_terms(predictions, predictions.clone())
+    # (float32 logits near 10: absolute error ~1e-6)
+    assert loss_phi.item() == pytest.approx(math.log1p(math.exp(-10)), abs=2e-6)
+    assert loss_model.item() == pytest.approx(math.log1p(math.exp(-10)), abs=2e-6)
+    # phi swaps the two tokens: every target is the other prototype, CE([0, 10], 0) = log(1 + e^10).
+    loss_phi, loss_model, stats = model.swav_terms(predictions, torch.stack([e1, e0]).view(1, 2, 1536))
+    assert (loss_phi + loss_model).item() == pytest.approx(2 * math.log1p(math.exp(10)), rel=1e-6)
+    assert stats["target_accuracy"].item() == 0.0
+
+
+def reference_swav_loss(predictions, targets, prototypes, eps, iterations, temperature, soft):
+    """The published formulas in float64 numpy: normalise, score, Sinkhorn, swapped CE."""
+    def normalise(a):
+        return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+    def sinkhorn(scores):
+        q = np.exp(scores / eps).T
+        q /= q.sum()
+        k, n = q.shape
+        for _ in range(iterations):
+            q /= q.sum(axis=1, keepdims=True) * k
+            q /= q.sum(axis=0, keepdims=True) * n
+        return (q * n).T
+
+    def log_softmax(a):
+        a = a - a.max(axis=1, keepdims=True)
+        return a - np.log(np.exp(a).sum(axis=1, keepdims=True))
+
+    c = normalise(prototypes)
+    s_phi = normalise(targets.reshape(-1, targets.shape[-1])) @ c.T
+    s_model = normalise(predictions.reshape(-1, predictions.shape[-1])) @ c.T
+    q_phi, q_model = sinkhorn(s_phi), sinkhorn(s_model)
+    lp_phi, lp_model = log_softmax(s_phi / temperature), log_softmax(s_model / temperature)
+    if soft:
+        return -(q_model * lp_phi).sum(1).mean() - (q_phi * lp_model).sum(1).mean()
+    rows = np.arange(len(s_phi))
+    return -lp_phi[rows, q_model.argmax(1)].mean() - lp_model[rows, q_phi.argmax(1)].mean()
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_swav_loss_equals_independent_float64_implementation(soft):
+    torch.manual_seed(0)
+    model = create_pretrain_model(TINY, target_type="pixel", loss_func="SWAV", num_prototypes=20,
+                                  soft_targets=soft, sinkhorn_eps=0.05, sinkhorn_iterations=10, **SMALL_CLIP)
+    with torch.no_grad():
+        model.prototypes.copy_(F.normalize(model.prototypes, dim=1))
+    predictions, targets = torch.randn(3, 5, 1536), torch.randn(3, 5, 1536)
+    loss_phi, loss_model, _ = model.swav_terms(predictions, targets)
+    expected = reference_swav_loss(predictions.double().numpy(), targets.double().numpy(),
+                                   model.prototypes.detach().double().numpy(), 0.05, 10, 0.1, soft)
+    assert (loss_phi + loss_model).item() == pytest.approx(expected, rel=1e-5)
+
+
+def tiny_batch(model, batch=2, ratio=0.5, seed=0):
+    generator = build_masking_generator("tube", model.grid_size, ratio, rng=np.random.default_rng(seed))
+    torch.manual_seed(seed)
+    frames = model.encoder.patch_embed.num_frames
+    size = model.encoder.patch_embed.img_size[0]
+    videos = torch.randn(batch, 3, frames, size, size)
+    mask = torch.from_numpy(np.stack([generator() for _ in range(batch)]))
+    return videos, mask
+
+
+def test_gradients_of_each_term_reach_only_their_parts():
+    model = create_pretrain_model(TINY, target_type="mlp", loss_func="SWAV", num_prototypes=16, **SMALL_CLIP)
+    videos, mask = tiny_batch(model)
+    visible, masked = mask_indices(mask)
+    predictions = model.forward_decoder(videos, visible, masked)
+    targets = model.projection_targets(videos, masked)
+    loss_phi, loss_model, _ = model.swav_terms(predictions, targets)
+
+    groups = {
+        "phi": [p for n, p in model.named_parameters() if n.startswith("head.")],
+        "prototypes": [model.prototypes],
+        "video model": [p for n, p in model.named_parameters()
+                        if n.startswith(("encoder.", "decoder.", "encoder_to_decoder")) or n == "mask_token"],
+    }
+
+    def reached(loss):
+        grads = {}
+        for name, params in groups.items():
+            g = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+            grads[name] = any(x is not None and x.abs().sum() > 0 for x in g)
+        return grads
+
+    assert reached(loss_phi) == {"phi": True, "prototypes": True, "video model": False}
+    assert reached(loss_model) == {"phi": False, "prototypes": False, "video model": True}
+
+
+def test_prototypes_are_renormalised_every_step():
+    model = create_pretrain_model(TINY, target_type="mlp", loss_func="SWAV", num_prototypes=16, **SMALL_CLIP)
+    with torch.no_grad():
+        model.prototypes.mul_(3.0)
+    model(*tiny_batch(model))
+    torch.testing.assert_close(model.prototypes.norm(dim=1), torch.ones(16), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("target_type,loss_func", [("pixel", "L2"), ("mlp", "SWAV"), ("pixel", "SWAV"),
+                                                   ("dino_v1", "SWAV"), ("dino_v1", "L2")])
+def test_training_steps_reduce_the_loss_on_a_fixed_batch(target_type, loss_func, dino_v1_small_weights):
+    torch.manual_seed(0)
+    model = create_pretrain_model(TINY, target_type=target_type, loss_func=loss_func, num_prototypes=32,
+                                  distillation_teacher="dino_s", teacher_weights=dino_v1_small_weights,
+                                  img_size=32, num_frames=4)
+    videos, mask = tiny_batch(model, batch=4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(6):
+        loss, stats = model(videos, mask)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        assert all(torch.isfinite(v) for v in stats.values())
+    assert all(math.isfinite(x) for x in losses)
+    assert losses[-1] < losses[0], losses
+
+
+# ---------------------------------------------------------------------------------
+# The classifier and loading an encoder into it
+# ---------------------------------------------------------------------------------
+
+def test_classifier_outputs_and_head_init():
+    model = create_model("vit_tiny_patch16_224", num_classes=5, img_size=32, all_frames=4, init_scale=0.001)
+    assert model(torch.randn(2, 3, 4, 32, 32)).shape == (2, 5)
+    assert model.forward_tokens(torch.randn(2, 3, 4, 32, 32)).shape == (2, 8, 192)
+    # Normal with std 0.02, scaled by init_scale 0.001; zero bias.
+    assert 0.5 * 2e-5 < model.head.weight.std().item() < 1.5 * 2e-5
+    assert model.head.bias.abs().max().item() == 0.0
+
+
+def pretraining_checkpoint(**kwargs):
+    model = create_pretrain_model(TINY, target_type="mlp", loss_func="SWAV", num_prototypes=16, **SMALL_CLIP,
+                                  **kwargs)
+    return model, {"model": model.state_dict(), "epoch": 1, "args": argparse.Namespace()}
+
+
+def test_classifier_loads_encoder_of_pretraining_checkpoint():
+    pretrain, checkpoint = pretraining_checkpoint()
+    classifier = create_model("vit_tiny_patch16_224", num_classes=7, img_size=32, all_frames=4)
+    report = load_pretrained_encoder(classifier, checkpoint)
+    assert report["missing"] == ["fc_norm.bias", "fc_norm.weight", "head.bias", "head.weight"]
+    expected_unexpected = {k for k in checkpoint["model"] if not k.startswith("encoder.")} | \
+        {"encoder.norm.weight", "encoder.norm.bias"}
+    assert set(report["unexpected"]) == {k.removeprefix("encoder.") if k.startswith("encoder.norm") else k
+                                         for k in expected_unexpected}
+    torch.testing.assert_close(classifier.blocks[3].attn.qkv.weight, pretrain.encoder.blocks[3].attn.qkv.weight)
+    # The classifier and the pretraining encoder compute the same tokens (before the final norm).
+    videos = torch.randn(1, 3, 4, 32, 32)
+    visible = torch.arange(8).unsqueeze(0)
+    pretrain.encoder.norm = torch.nn.Identity()
+    torch.testing.assert_close(classifier.forward_tokens(videos), pretrain.encoder(videos, visible),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("wrapper", ["model", "module", None])
+@pytest.mark.parametrize("prefix", ["", "backbone."])
+def test_classifier_loads_fine_tuning_checkpoints(wrapper, prefix):
+    source = create_model("vit_tiny_patch16_224", num_classes=7, img_size=32, all_frames=4)
+    state = {prefix + k: v for k, v in source.state_dict().items()}
+    checkpoint = {wrapper: state} if wrapper else state
+    target = create_model("vit_tiny_patch16_224", num_classes=7, img_size=32, all_frames=4)
+    report = load_pretrained_encoder(target, checkpoint)
+    assert report == {"missing": [], "unexpected": []}
+    torch.testing.assert_close(target.head.weight, source.head.weight, rtol=0, atol=0)
+    # Another label set: the head is replaced and reported, the rest loads.
+    other = create_model("vit_tiny_patch16_224", num_classes=3, img_size=32, all_frames=4)
+    report = load_pretrained_encoder(other, checkpoint)
+    assert report["missing"] == ["head.bias", "head.weight"]
+    assert report["dropped_head"] == ["head.weight (7, 192)", "head.bias (7,)"]
+
+
+def test_mismatched_checkpoints_fail_clearly():
+    _, checkpoint = pretraining_checkpoint()
+    small = create_model("vit_small_patch16_224", num_classes=7, img_size=32, all_frames=4)
+    with pytest.raises(ValueError, match=r"blocks.0.attn.qkv.weight: checkpoint \(576, 192\) vs model"):
+        load_pretrained_encoder(small, checkpoint)
+    tiny = create_model("vit_tiny_patch16_224", num_classes=7, img_size=32, all_frames=4)
+    broken = {"model": {k: v for k, v in checkpoint["model"].items() if "blocks.11." not in k}}
+    with pytest.raises(ValueError, match=r"missing from checkpoint: \['blocks.11"):
+        load_pretrained_encoder(tiny, broken)
+    extra = {"model": dict(checkpoint["model"], **{"teacher.blocks.0.weight": torch.zeros(1)})}
+    with pytest.raises(ValueError, match="not part of the model: \\['teacher.blocks.0.weight'\\]"):
+        load_pretrained_encoder(tiny, extra)
