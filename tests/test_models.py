@@ -451,3 +451,68 @@ def test_mismatched_checkpoints_fail_clearly():
     extra = {"model": dict(checkpoint["model"], **{"teacher.blocks.0.weight": torch.zeros(1)})}
     with pytest.raises(ValueError, match="not part of the model: \\['teacher.blocks.0.weight'\\]"):
         load_pretrained_encoder(tiny, extra)
+
+
+# ---------------------------------------------------------------------------------
+# An independent implementation: transformers' VideoMAEForPreTraining
+# ---------------------------------------------------------------------------------
+
+def to_transformers_layer(state, ours, theirs):
+    """One block's weights in transformers' VideoMAE naming (mapping from SPEC.md section 3)."""
+    query, key, value = state[f"{ours}.attn.qkv.weight"].chunk(3)
+    mapped = {
+        f"{theirs}.attention.attention.query.weight": query,
+        f"{theirs}.attention.attention.key.weight": key,
+        f"{theirs}.attention.attention.value.weight": value,
+        # transformers 5 keeps the query and value biases on the Linear layers
+        # (`qv_bias`); SPEC.md's `q_bias` / `v_bias` names are transformers 4's.
+        f"{theirs}.attention.attention.query.bias": state[f"{ours}.attn.q_bias"],
+        f"{theirs}.attention.attention.value.bias": state[f"{ours}.attn.v_bias"],
+    }
+    renames = {"attn.proj": "attention.output.dense", "mlp.fc1": "intermediate.dense", "mlp.fc2": "output.dense",
+               "norm1": "layernorm_before", "norm2": "layernorm_after"}
+    for old, new in renames.items():
+        for param in ("weight", "bias"):
+            mapped[f"{theirs}.{new}.{param}"] = state[f"{ours}.{old}.{param}"]
+    return mapped
+
+
+def test_pixel_loss_equals_transformers_videomae_pretraining():
+    from transformers import VideoMAEConfig, VideoMAEForPreTraining
+
+    torch.manual_seed(0)
+    ours = create_pretrain_model(TINY, target_type="pixel", loss_func="L2", img_size=32, num_frames=4,
+                                 decoder_depth=2).eval()
+    config = VideoMAEConfig(image_size=32, num_frames=4, patch_size=16, tubelet_size=2, hidden_size=192,
+                            num_hidden_layers=12, num_attention_heads=3, intermediate_size=768, qv_bias=True,
+                            layer_norm_eps=1e-6, hidden_act="gelu", use_mean_pooling=False, norm_pix_loss=True,
+                            decoder_hidden_size=96, decoder_num_hidden_layers=2, decoder_num_attention_heads=3,
+                            decoder_intermediate_size=384, attn_implementation="eager")
+    theirs = VideoMAEForPreTraining(config).eval()
+    state = ours.state_dict()
+    mapped = {
+        "videomae.embeddings.patch_embeddings.projection.weight": state["encoder.patch_embed.proj.weight"],
+        "videomae.embeddings.patch_embeddings.projection.bias": state["encoder.patch_embed.proj.bias"],
+        "videomae.layernorm.weight": state["encoder.norm.weight"],
+        "videomae.layernorm.bias": state["encoder.norm.bias"],
+        "encoder_to_decoder.weight": state["encoder_to_decoder.weight"],
+        "mask_token": state["mask_token"],
+        "decoder.norm.weight": state["decoder.norm.weight"],
+        "decoder.norm.bias": state["decoder.norm.bias"],
+        "decoder.head.weight": state["decoder.head.weight"],
+        "decoder.head.bias": state["decoder.head.bias"],
+    }
+    for i in range(12):
+        mapped.update(to_transformers_layer(state, f"encoder.blocks.{i}", f"videomae.encoder.layer.{i}"))
+    for i in range(2):
+        mapped.update(to_transformers_layer(state, f"decoder.blocks.{i}", f"decoder.decoder_layers.{i}"))
+    missing, unexpected = theirs.load_state_dict(mapped, strict=False)
+    assert not unexpected and all("position_embeddings" in key for key in missing), (missing, unexpected)
+    # transformers' decoder LayerNorm uses eps 1e-5; the published one 1e-6.
+    theirs.decoder.norm.eps = 1e-6
+
+    videos, mask = tiny_batch(ours, batch=3, ratio=0.5, seed=1)
+    with torch.no_grad():
+        expected = theirs(videos.transpose(1, 2), bool_masked_pos=mask).loss
+        loss, _ = ours(videos, mask)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
