@@ -1,0 +1,224 @@
+"""Pretraining loader throughput per worker: this repository's pipeline vs the published one.
+
+Both pipelines make the same 16 x 224 x 224 multi_scale_crop clips: the same files,
+start frames and crops, drawn from identically seeded generators, decoded by the same
+decord get_batch call (datasets.decode_frames). They differ in what follows it:
+
+- reference, the published VideoMAE/SIGMA path: every frame becomes a PIL image that is
+  cropped and resized on its own (GroupMultiScaleCrop), the frames are stacked,
+  converted to float and normalised on the host, and batches are float32;
+- ours: one F.interpolate over the whole uint8 clip; batches stay uint8 and the engine
+  normalises on the GPU.
+
+The videos are 320p h264 files of 300 frames written here with PyAV/libx264 at its
+default settings (keyframe interval 250, as ffmpeg re-encodes of Kinetics have), with
+textured, moving content at a realistic bitrate. A DataLoader worker is one process
+with one torch thread, so the bench runs in this process with one thread; the
+pipelines alternate clip by clip, so that load from other processes hits both alike.
+It checks that both produce the same clips (up to rounding) before it prints the table.
+
+    python bench/bench_dataloader.py                 # about a minute on 2 cores
+    python bench/bench_dataloader.py --clips 200 --keyint 32
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import default_collate
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from datasets import clip_indices, decode_frames, random_clip_start  # noqa: E402
+from masking_generator import build_masking_generator  # noqa: E402
+from video_transforms import PretrainingAugmentation, normalize_video  # noqa: E402
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FRAME_SIZES = ((320, 568), (320, 426))  # (H, W): 16:9 and 4:3 videos with a 320-pixel short side
+
+
+def write_video(path, num_frames, height, width, keyint, seed):
+    """A 30 fps h264 video: a panning low-frequency texture with fine grain and a moving disc."""
+    rng = np.random.default_rng(seed)
+    coarse = torch.from_numpy(rng.uniform(0, 255, (1, 3, height // 8, width // 8)).astype(np.float32))
+    texture = F.interpolate(coarse, size=(2 * height, 2 * width), mode="bicubic", align_corners=False)
+    texture = texture + torch.from_numpy(rng.normal(0, 10, texture.shape).astype(np.float32))
+    texture = texture.clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+    rows, cols = np.mgrid[0:height, 0:width]
+    container = av.open(path, "w")
+    stream = container.add_stream("libx264", rate=30, options={"g": str(keyint)})
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    for t in range(num_frames):
+        top = int(height / 2 * (1 + np.sin(t / 40 + seed)))
+        left = int(width / 2 * (1 + np.cos(t / 55 + seed)))
+        frame = texture[top:top + height, left:left + width].copy()
+        disc = (cols - (3 * t + 40 * seed) % width) ** 2 + (rows - height / 2 - 60 * np.sin(t / 10)) ** 2 < 40 ** 2
+        frame[disc] = 255 - frame[disc]
+        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+
+
+def published_multi_scale_crop(image_w, image_h, input_size, scales=(1, .875, .75, .66), max_distort=1):
+    """GroupMultiScaleCrop._sample_crop_size of VideoMAE/SIGMA, verbatim but for drawing from
+    numpy instead of Python's random (so that both pipelines draw the same crop)."""
+    base_size = min(image_w, image_h)
+    crop_sizes = [int(base_size * x) for x in scales]
+    crop_h = [input_size if abs(x - input_size) < 3 else x for x in crop_sizes]
+    crop_w = [input_size if abs(x - input_size) < 3 else x for x in crop_sizes]
+    pairs = [(w, h) for i, h in enumerate(crop_h) for j, w in enumerate(crop_w) if abs(i - j) <= max_distort]
+    crop_pair = pairs[np.random.randint(len(pairs))]
+    w_step, h_step = (image_w - crop_pair[0]) // 4, (image_h - crop_pair[1]) // 4
+    offsets = [(0, 0), (4 * w_step, 0), (0, 4 * h_step), (4 * w_step, 4 * h_step), (2 * w_step, 2 * h_step),
+               (0, 2 * h_step), (4 * w_step, 2 * h_step), (2 * w_step, 4 * h_step), (2 * w_step, 0 * h_step),
+               (1 * w_step, 1 * h_step), (3 * w_step, 1 * h_step), (1 * w_step, 3 * h_step),
+               (3 * w_step, 3 * h_step)]
+    w_offset, h_offset = offsets[np.random.randint(len(offsets))]
+    return crop_pair[0], crop_pair[1], w_offset, h_offset
+
+
+class Pipeline:
+    """Decodes and augments pretraining clips; times decoding and the rest separately."""
+
+    def __init__(self, name, num_frames, sampling_rate, input_size, num_sample=1):
+        self.name = name
+        self.num_frames = num_frames
+        self.sampling_rate = sampling_rate
+        self.input_size = input_size
+        self.num_sample = num_sample
+        grid = (num_frames // 2, input_size // 16, input_size // 16)
+        self.mask_generator = build_masking_generator("tube", grid, 0.9)
+        self.decode_s = self.transform_s = self.collate_s = 0.0
+        self.num_clips = 0
+        self.pending = []
+
+    def __call__(self, path):
+        start = time.perf_counter()
+        frames = decode_frames(path, self.sample_indices)
+        decoded = time.perf_counter()
+        clips = [self.augment(frames) for _ in range(self.num_sample)]
+        self.pending += [dict(video=video, mask=torch.from_numpy(self.mask_generator())) for video in clips]
+        self.decode_s += decoded - start
+        self.transform_s += time.perf_counter() - decoded
+        self.num_clips += self.num_sample
+        return clips[0]
+
+    def sample_indices(self, video_frames):
+        start = random_clip_start(video_frames, self.num_frames, self.sampling_rate)
+        return clip_indices(video_frames, self.num_frames, self.sampling_rate, start)
+
+    def collate(self):
+        """Assembles the pending clips into a batch, as a DataLoader worker does."""
+        start = time.perf_counter()
+        default_collate(self.pending)
+        self.collate_s += time.perf_counter() - start
+        self.pending = []
+
+    def per_clip_ms(self):
+        n = self.num_clips
+        return 1e3 * self.decode_s / n, 1e3 * self.transform_s / n, 1e3 * self.collate_s / n
+
+
+class ReferencePipeline(Pipeline):
+    """VideoMAE/SIGMA: PIL frames, GroupMultiScaleCrop, Stack, ToTorchFormatTensor, GroupNormalize."""
+
+    def augment(self, frames):
+        images = [Image.fromarray(frame).convert("RGB") for frame in frames.numpy()]
+        crop_w, crop_h, left, top = published_multi_scale_crop(*images[0].size, self.input_size)
+        images = [image.crop((left, top, left + crop_w, top + crop_h)) for image in images]
+        images = [image.resize((self.input_size, self.input_size), Image.BILINEAR) for image in images]
+        stacked = np.concatenate([np.asarray(image) for image in images], axis=2)
+        video = torch.from_numpy(stacked).permute(2, 0, 1).contiguous().float().div(255)
+        for channel, mean, std in zip(video, IMAGENET_MEAN * self.num_frames, IMAGENET_STD * self.num_frames):
+            channel.sub_(mean).div_(std)
+        return video.view(self.num_frames, 3, self.input_size, self.input_size).transpose(0, 1)
+
+
+class OurPipeline(Pipeline):
+    """datasets.VideoPretrainingDataset's path: PretrainingAugmentation on the uint8 clip."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.augment = PretrainingAugmentation(self.input_size, "multi_scale_crop")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=48, help="clips per pipeline")
+    parser.add_argument("--videos", type=int, default=4, help="videos to write (300 frames each)")
+    parser.add_argument("--keyint", type=int, default=250,
+                        help="h264 keyframe interval; 250 is x264's default. Decoding runs from the last "
+                             "keyframe before a clip, so this sets the decoding cost both pipelines share")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--sampling_rate", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    with tempfile.TemporaryDirectory() as video_dir:
+        start = time.perf_counter()
+        paths = []
+        for i in range(args.videos):
+            paths.append(os.path.join(video_dir, f"video_{i}.mp4"))
+            write_video(paths[-1], 300, *FRAME_SIZES[i % len(FRAME_SIZES)], args.keyint, seed=i)
+        print(f"wrote {args.videos} videos of 300 frames (320p h264, keyint {args.keyint}) "
+              f"in {time.perf_counter() - start:.1f} s")
+
+        settings = dict(num_frames=16, sampling_rate=args.sampling_rate, input_size=224)
+        reference = ReferencePipeline("reference: PIL per frame, float32", **settings)
+        ours = OurPipeline("ours: one interpolate per clip, uint8", **settings)
+        ours_twice = OurPipeline("ours, --num_sample 2 (one decode, 2 crops)", num_sample=2, **settings)
+        pipelines = (reference, ours, ours_twice)
+        max_difference = 0.0
+        for clip in range(-2, args.clips):  # the first two rounds warm up and are not counted
+            path = paths[clip % len(paths)]
+            outputs = []
+            for pipeline in pipelines:
+                np.random.seed(args.seed * 100003 + clip + 2)  # the same start frame and crop for all
+                outputs.append(pipeline(path))
+            difference = (normalize_video(outputs[1]) - outputs[0]).abs().max().item()
+            max_difference = max(max_difference, difference * 255 * max(IMAGENET_STD))
+            if clip < 0:
+                for pipeline in pipelines:
+                    pipeline.decode_s = pipeline.transform_s = pipeline.collate_s = 0.0
+                    pipeline.num_clips = 0
+                    pipeline.pending = []
+            for pipeline in pipelines:
+                if len(pipeline.pending) >= args.batch_size:
+                    pipeline.collate()
+        for pipeline in pipelines:
+            if pipeline.pending:
+                pipeline.collate()
+
+    if max_difference > 3:
+        raise SystemExit(f"the pipelines disagree: max difference {max_difference:.1f} grey levels")
+    print(f"same clips: the largest difference between ours and the reference is {max_difference:.1f} "
+          "grey levels (rounding of two bilinear resamplers)")
+    print(f"\nper worker (1 process, 1 torch thread), {args.clips} clips of 16x224x224 per pipeline, "
+          f"sampling rate {args.sampling_rate}, batches of {args.batch_size}")
+    print(f"{'pipeline (ms per clip)':<46}{'decode':>8}{'augment':>8}{'collate':>8}{'total':>8}"
+          f"{'clips/s':>9}{'speed-up':>9}{'after decode':>14}")
+    reference_total = reference_after = None
+    for pipeline in pipelines:
+        decode_ms, transform_ms, collate_ms = pipeline.per_clip_ms()
+        total_ms = decode_ms + transform_ms + collate_ms
+        after_ms = transform_ms + collate_ms
+        reference_total, reference_after = reference_total or total_ms, reference_after or after_ms
+        print(f"{pipeline.name:<46}{decode_ms:>8.1f}{transform_ms:>8.1f}{collate_ms:>8.1f}{total_ms:>8.1f}"
+              f"{1e3 / total_ms:>9.2f}{reference_total / total_ms:>8.2f}x{reference_after / after_ms:>13.1f}x")
+    print("decode: decord get_batch of the 16 frames, the same work in both pipelines; augment: everything "
+          "after it, masks included;\ncollate: batch assembly; after decode: the speed-up of augment + collate. "
+          "Decoding runs from the keyframe before\nthe clip, so the keyframe interval (--keyint) sets how much "
+          "of a worker's time the augmentation can save.")
+
+
+if __name__ == "__main__":
+    main()
