@@ -270,7 +270,13 @@ def load_pretrained_encoder(model, checkpoint):
     network `head.{0,2,4,6}`, `encoder_to_decoder`, `mask_token`, the encoder's final
     `norm`).
     """
-    state = checkpoint_state_dict(checkpoint)
+    from checkpoint import grid_from_args, interpolate_pos_embed
+
+    state = dict(checkpoint_state_dict(checkpoint))
+    # A learned position table trained on another clip size is resized to this grid
+    # (the fixed sinusoid table is never saved: each model builds its own).
+    args = checkpoint.get("args")
+    interpolate_pos_embed(state, model, grid_from_args(args) if getattr(args, "num_frames", None) else None)
     is_pretraining = any(key.startswith("encoder.") for key in state)
     own = model.state_dict()
     loadable, unexpected = {}, []

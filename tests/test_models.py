@@ -516,3 +516,17 @@ def test_pixel_loss_equals_transformers_videomae_pretraining():
         expected = theirs(videos.transpose(1, 2), bool_masked_pos=mask).loss
         loss, _ = ours(videos, mask)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_learned_position_table_is_resized_to_the_new_grid():
+    source = create_model("vit_tiny_patch16_224", num_classes=3, img_size=64, all_frames=8,
+                          use_learnable_pos_emb=True)
+    checkpoint = {"model": source.state_dict(), "args": argparse.Namespace(num_frames=8, input_size=64)}
+    target = create_model("vit_tiny_patch16_224", num_classes=3, img_size=32, all_frames=4,
+                          use_learnable_pos_emb=True)
+    assert load_pretrained_encoder(target, checkpoint) == {"missing": [], "unexpected": []}
+    assert target.pos_embed.shape == (1, 2 * 2 * 2, 192)
+    # Trilinear halving of a 4x4x4 grid averages each 2x2x2 cell.
+    table = source.pos_embed.detach().reshape(4, 4, 4, 192)
+    expected = table.reshape(2, 2, 2, 2, 2, 2, 192).mean(dim=(1, 3, 5)).reshape(1, 8, 192)
+    torch.testing.assert_close(target.pos_embed.detach(), expected, rtol=1e-5, atol=1e-6)
