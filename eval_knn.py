@@ -1,0 +1,91 @@
+"""k-NN classification of frozen encoder features (DINO's weighted vote), without any training.
+
+    python eval_knn.py --data_set SSV2 --nb_classes 174 --data_path LIST_DIR --model vit_base_patch16_224 \\
+        --finetune hf://SMSD75/SIGMA/pretrain/ssv2/ssv2_vit_b_sigma_with_dino.pth --num_frames 16
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=8 eval_knn.py ...   # spread over GPUs
+
+The bank is the labelled training list LIST_DIR/train.csv, the queries the separate
+validation list LIST_DIR/val.csv (the published script matched the test set against
+itself, which measures nothing). Every video is read once as a validation view (see
+extract_features.py). Features are L2-normalised; each query takes its k most cosine-
+similar bank videos (k capped at the bank size), each of which votes for its label with
+weight exp(similarity / T); the scores of the classes are the summed votes.
+"""
+import argparse
+import os
+
+import torch
+import torch.nn.functional as F
+
+import dist_utils
+import utils
+from datasets import read_clip_list
+from engine_for_finetuning import topk_correct
+from extract_features import add_encoder_args, build_encoder, compute_features
+
+KNN_CHUNK = 1024  # queries per similarity matrix: 1024 x bank floats at a time
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser("SIGMA k-NN evaluation", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_path", required=True,
+                        help="directory of train.csv (the bank) and val.csv (the queries), paths relative to it; "
+                             "with --data_path_csv the video root")
+    parser.add_argument("--data_path_csv", default=None, help="directory of the two lists (SIGMA convention)")
+    parser.add_argument("--nb_classes", type=int, required=True, help="number of classes of the lists")
+    parser.add_argument("--nb_knn", type=int, nargs="+", default=[200], help="neighbour counts k to evaluate")
+    parser.add_argument("--temperature", type=float, default=0.07, help="T of the vote weights exp(sim / T)")
+    return add_encoder_args(parser)
+
+
+@torch.no_grad()
+def knn_classify(bank, bank_labels, queries, num_classes, k=200, temperature=0.07):
+    """DINO's weighted k-NN vote.
+
+    Args:
+        bank: float (N, D) features of labelled videos; bank_labels: int64 (N,).
+        queries: float (Q, D). Both are L2-normalised here, so similarity is cosine.
+        k: neighbours per query, capped at N.
+    Returns:
+        float (Q, num_classes): per class, the summed exp(similarity / temperature) of
+        the query's k nearest bank videos of that class.
+    """
+    bank, queries = F.normalize(bank.float(), dim=1), F.normalize(queries.float(), dim=1)
+    k = min(k, len(bank))
+    scores = []
+    for chunk in queries.split(KNN_CHUNK):
+        similarity, neighbours = (chunk @ bank.T).topk(k, dim=1)
+        votes = torch.zeros(len(chunk), num_classes, dtype=torch.float32, device=chunk.device)
+        scores.append(votes.scatter_add_(1, bank_labels[neighbours], (similarity / temperature).exp()))
+    return torch.cat(scores)
+
+
+def split_clips(args, split):
+    """The clips of LIST_DIR/{split}.csv, the fine-tuning layout of --data_path / --data_path_csv."""
+    list_dir, root = (args.data_path_csv, args.data_path) if args.data_path_csv else (args.data_path, None)
+    return read_clip_list(os.path.join(list_dir, f"{split}.csv"), root, num_classes=args.nb_classes)
+
+
+def main(args):
+    env = dist_utils.init_distributed(args.device, args.dist_timeout)
+    if env.world_size > 1:
+        dist_utils.print_only_on_main(env.is_main)
+    args.precision = utils.resolve_precision(args.precision, env.device)
+    print(utils.describe_run(args))
+    encoder = build_encoder(args).to(env.device)
+    bank = compute_features(encoder, split_clips(args, "train"), args, env)
+    queries = compute_features(encoder, split_clips(args, "val"), args, env)
+    for k in args.nb_knn:
+        scores = knn_classify(bank["features"], bank["labels"], queries["features"], args.nb_classes, k,
+                              args.temperature)
+        correct = topk_correct(scores, queries["labels"])
+        n = len(queries["labels"])
+        print(f"k-NN (k={min(k, len(bank['labels']))}, T={args.temperature}) of {n} val videos against "
+              f"{len(bank['labels'])} train videos: top-1 {100 * correct[1] / n:.2f}%, "
+              f"top-5 {100 * correct[5] / n:.2f}%")
+    dist_utils.cleanup()
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

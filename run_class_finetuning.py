@@ -1,0 +1,654 @@
+"""Fine-tuning, linear probing and multi-view evaluation of a SIGMA (or VideoMAE) encoder.
+
+One process (a CPU, or one GPU):
+    python run_class_finetuning.py --model vit_base_patch16_224 --data_set SSV2 --nb_classes 174 \\
+        --data_path LIST_DIR --finetune output/ssv2_mlp/checkpoint-800.pth --output_dir output/ssv2_mlp_ft
+
+One node with 8 GPUs (add --enable_deepspeed for DeepSpeed, which also needs torchrun for one process):
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=8 run_class_finetuning.py ... --dist_eval
+
+Several nodes: the same torchrun on every node with --nnodes, --rdzv_backend=c10d and
+--rdzv_endpoint=FIRST_NODE:29500, or `srun torchrun` under SLURM.
+
+LIST_DIR holds train.csv, val.csv and test.csv (`path label` per line). The published
+configurations are in scripts/finetune_*.sh and scripts/linprobe_*.sh; FINETUNE.md
+says what each should print. --lr, --min_lr and --warmup_lr are given per 256 clips and
+scaled by --batch_size x --update_freq x processes / 256. A run restarted with the same
+--output_dir resumes from its newest complete checkpoint.
+
+--linear_probing trains only fc_norm and head on the frozen encoder. Without training
+augmentation (--mixup 0 --cutmix 0 --aa none --reprob 0) the encoder's pooled features
+of every clip are computed once and the probe trains on them (--cache_features), which
+makes a probe hundreds of times cheaper. --eval only tests a trained classifier: the
+views of every test video (--test_num_segment x --test_num_crop) are classified, their
+softmax averaged per video, and the per-view logits saved to OUTPUT_DIR/test_predictions.pt
+(re-score with `python engine_for_finetuning.py OUTPUT_DIR/test_predictions.pt`).
+"""
+import argparse
+import math
+import os
+import shutil
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+from timm.data import Mixup
+from timm.loss import SoftTargetCrossEntropy
+from timm.utils import ModelEmaV3
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+import dist_utils
+import utils
+from checkpoint import load_checkpoint, save_checkpoint_atomic
+from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES, build_dataset, multiple_samples_collate, seed_worker
+from engine_for_finetuning import (FeatureDataset, FeatureProbe, VideoMixup, describe_scores, eval_loader,
+                                   eval_view_dataset, evaluate, freeze_backbone, gather_outputs, is_sharded,
+                                   merge_views, pooled_tokens, run_inference, save_predictions, train_one_epoch)
+from modeling_finetune import MODELS, create_model, load_pretrained_encoder
+from optim_factory import cosine_scheduler
+from optim_layer_decay import create_optimizer
+
+BoolFlag = utils.BoolFlag
+# The published few-shot subsets (--examples) draw their videos with this seed.
+EXAMPLES_SEED = 99999
+BEST_CHECKPOINT = "checkpoint-best.pth"
+PREDICTIONS_FILE = "test_predictions.pt"
+# DeepSpeed checkpoint folders are named by this tag; DeepSpeed's own `latest` file names the newest.
+DEEPSPEED_TAG = "checkpoint-{}"
+DEEPSPEED_BEST_TAG = "checkpoint-best"
+DEEPSPEED_MODEL_FILE = "mp_rank_00_model_states.pt"
+# Training augmentation flags that cached features cannot honour, with their "off" values.
+AUGMENTATION_OFF = {"mixup": 0.0, "cutmix": 0.0, "cutmix_minmax": None, "aa": "none", "reprob": 0.0}
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser("SIGMA fine-tuning and evaluation", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--data_set", default="Kinetics-400", choices=[*DATASET_NUM_CLASSES, CUSTOM_DATASET],
+                      help=f"{CUSTOM_DATASET}: any clip lists, with --nb_classes")
+    data.add_argument("--nb_classes", type=int, default=400, help="classes of --data_set (checked against it)")
+    data.add_argument("--data_path", required=True,
+                      help="directory of train.csv, val.csv, test.csv (paths relative to it), or with "
+                           "--data_path_csv the video root")
+    data.add_argument("--data_path_csv", default=None, help="directory of the three lists, paths relative to "
+                                                            "--data_path (SIGMA convention)")
+    data.add_argument("--examples", type=int, default=0,
+                      help="train on this many videos, an equal share per class drawn with a fixed seed (the "
+                           "few-shot settings of SEVERE, e.g. 1000 for UCF101 and Gym99); 0: all")
+    data.add_argument("--num_frames", type=int, default=16, help="frames per clip")
+    data.add_argument("--sampling_rate", type=int, default=4,
+                      help="stride between frames for Kinetics-style sampling (SSV2 takes one frame per segment)")
+    data.add_argument("--input_size", type=int, default=224, help="side of the square frames fed to the model")
+    data.add_argument("--short_side_size", type=int, default=224, help="test views: short side after resizing")
+    data.add_argument("--num_sample", type=int, default=2,
+                      help="augmented clips per decoded training video (repeated augmentation)")
+    data.add_argument("--max_bad_fraction", type=float, default=0.01,
+                      help="stop when more than this share of the videos read cannot be decoded; scores are only "
+                           "comparable to published ones when (almost) every video counts")
+    data.add_argument("--num_workers", type=int, default=10, help="data loader processes per GPU")
+    data.add_argument("--pin_mem", action=BoolFlag, default=True, help="page-locked batches for faster copies")
+
+    aug = parser.add_argument_group("training augmentation")
+    aug.add_argument("--aa", default="rand-m7-n4-mstd0.5-inc1",
+                     help="RandAugment policy, the same ops on every frame of a clip; 'none' switches it off")
+    aug.add_argument("--train_interpolation", default="bicubic", choices=["bilinear", "bicubic", "random"],
+                     help="RandAugment's resampling")
+    aug.add_argument("--horizontal_flip", action=BoolFlag, default=None,
+                     help="random horizontal flips (default: on, except SSV2 and custom lists, where the "
+                          "direction of motion can be the label)")
+    aug.add_argument("--reprob", type=float, default=0.25, help="random erasing probability")
+    aug.add_argument("--remode", default="pixel", choices=["const", "rand", "pixel"], help="random erasing fill")
+    aug.add_argument("--recount", type=int, default=1, help="random erasing boxes per clip")
+    aug.add_argument("--mixup", type=float, default=0.8, help="mixup alpha (0: off)")
+    aug.add_argument("--cutmix", type=float, default=1.0, help="cutmix alpha (0: off); one box through all frames")
+    aug.add_argument("--cutmix_minmax", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                     help="cutmix box area range; overrides --cutmix")
+    aug.add_argument("--mixup_prob", type=float, default=1.0, help="probability of mixing a batch")
+    aug.add_argument("--mixup_switch_prob", type=float, default=0.5, help="probability of cutmix over mixup")
+    aug.add_argument("--mixup_mode", default="batch", choices=["batch", "pair", "elem"],
+                     help="one mixing draw per batch, per pair of clips or per clip")
+    aug.add_argument("--smoothing", type=float, default=0.1, help="label smoothing")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="vit_base_patch16_224", choices=sorted(MODELS))
+    model.add_argument("--tubelet_size", type=int, default=2, help="frames per token")
+    model.add_argument("--finetune", default="",
+                       help="checkpoint to start from: a pretraining checkpoint (its encoder is loaded), a "
+                            "fine-tuned classifier, a path or hf://OWNER/REPO/FILE; none: random initialisation")
+    model.add_argument("--use_mean_pooling", action=BoolFlag, default=True,
+                       help="classify the mean of the last block's tokens through a new fc_norm (published); "
+                            "off: keep the encoder's final norm and pool after it")
+    model.add_argument("--init_scale", type=float, default=0.001,
+                       help="the new head starts at this fraction of its random init: uniform predictions")
+    model.add_argument("--drop_path", type=float, default=0.1, help="stochastic depth rate")
+    model.add_argument("--drop", type=float, default=0.0, help="dropout in the blocks")
+    model.add_argument("--attn_drop_rate", type=float, default=0.0, help="attention dropout")
+    model.add_argument("--fc_drop_rate", type=float, default=0.0, help="dropout before the head")
+    model.add_argument("--linear_probing", action=BoolFlag, default=False,
+                       help="train only fc_norm and head on the frozen encoder")
+    model.add_argument("--cache_features", action=BoolFlag, default=None,
+                       help="linear probing on the encoder's features computed once per clip (default: on when "
+                            "linear probing without training augmentation, i.e. --mixup 0 --cutmix 0 --aa none "
+                            "--reprob 0)")
+    model.add_argument("--model_ema", action=BoolFlag, default=False, help="also keep an EMA of the weights")
+    model.add_argument("--model_ema_decay", type=float, default=0.9999, help="EMA decay per optimiser step")
+    model.add_argument("--model_ema_force_cpu", action=BoolFlag, default=False, help="keep the EMA on the CPU")
+
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--batch_size", type=int, default=64, help="videos per process and micro-batch")
+    optim.add_argument("--update_freq", type=int, default=1, help="micro-batches per optimiser step")
+    optim.add_argument("--epochs", type=int, default=30)
+    optim.add_argument("--opt", default="adamw", choices=["adamw"], help="optimiser")
+    optim.add_argument("--opt_betas", type=float, nargs=2, default=[0.9, 0.999], metavar=("BETA1", "BETA2"),
+                       help="AdamW betas")
+    optim.add_argument("--opt_eps", type=float, default=1e-8, help="AdamW epsilon")
+    optim.add_argument("--weight_decay", type=float, default=0.05, help="AdamW weight decay")
+    optim.add_argument("--weight_decay_end", type=float, default=None,
+                       help="final weight decay of a cosine schedule (default: --weight_decay, constant)")
+    optim.add_argument("--clip_grad", type=float, default=None, help="gradient norm clip (default: none)")
+    optim.add_argument("--lr", type=float, default=1e-3, help="peak learning rate per 256 videos")
+    optim.add_argument("--layer_decay", type=float, default=0.75,
+                       help="block i learns at layer_decay ** (depth - i) of the head's rate: pretrained early "
+                            "layers move least; 1: off")
+    optim.add_argument("--warmup_lr", type=float, default=1e-6, help="learning rate per 256 videos at step 0")
+    optim.add_argument("--min_lr", type=float, default=1e-6, help="final learning rate per 256 videos")
+    optim.add_argument("--warmup_epochs", type=int, default=5, help="epochs of linear lr warm-up")
+    optim.add_argument("--warmup_steps", type=int, default=-1, help="steps of warm-up; overrides --warmup_epochs")
+    optim.add_argument("--precision", default=None, choices=sorted(utils.AUTOCAST_DTYPES),
+                       help="autocast dtype (default: bf16 on a GPU that has it, fp16 with a loss scaler on older "
+                            "GPUs, fp32 on CPU); with DeepSpeed, the dtype of its weights")
+
+    evaluation = parser.add_argument_group("evaluation")
+    evaluation.add_argument("--eval", action="store_true",
+                            help="only run the multi-view test of a trained classifier (--resume, else the best "
+                                 "or newest checkpoint in --output_dir, else --finetune)")
+    evaluation.add_argument("--dist_eval", action=BoolFlag, default=False,
+                            help="spread the evaluation over the processes (each video counted once); off: "
+                                 "every process evaluates everything")
+    evaluation.add_argument("--disable_eval_during_finetuning", action=BoolFlag, default=False,
+                            help="skip the validation after every epoch")
+    evaluation.add_argument("--test_num_segment", type=int, default=5, help="test clips along time per video")
+    evaluation.add_argument("--test_num_crop", type=int, default=3, help="test crops along the long side")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--output_dir", default="", help="checkpoints, args.json, log.txt, test predictions")
+    run.add_argument("--log_dir", default=None, help="TensorBoard folder (default: OUTPUT_DIR/tensorboard)")
+    run.add_argument("--save_ckpt", action=BoolFlag, default=True, help="write checkpoints")
+    run.add_argument("--save_ckpt_freq", type=int, default=100,
+                     help="keep the checkpoint of every N-th epoch; the newest is always kept")
+    run.add_argument("--resume", default="", help="training checkpoint to continue from (a DeepSpeed run: its "
+                                                  "checkpoint folder)")
+    run.add_argument("--auto_resume", action=BoolFlag, default=True,
+                     help="resume from the newest complete checkpoint in --output_dir (before --resume)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--print_freq", type=int, default=10, help="optimiser steps between log lines")
+    run.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    run.add_argument("--dist_timeout", type=float, default=30,
+                     help="minutes a collective may wait for a rank that neither progresses nor exits")
+    run.add_argument("--run_name", default="sigma_finetune", help="run name in Weights & Biases")
+    run.add_argument("--wandb", action=BoolFlag, default=False, help="also log to Weights & Biases")
+    run.add_argument("--wandb_project", default="SIGMA", help="Weights & Biases project")
+    run.add_argument("--local-rank", "--local_rank", type=int, default=None, dest="local_rank",
+                     help="passed by the deprecated torch.distributed.launch; LOCAL_RANK is what is used")
+
+    ds = parser.add_argument_group("DeepSpeed")
+    ds.add_argument("--enable_deepspeed", action="store_true",
+                    help="train inside DeepSpeed (ZeRO, bf16/fp16 weights); start with torchrun, also for one "
+                         "process")
+    ds.add_argument("--zero_stage", type=int, default=1, choices=[0, 1, 2],
+                    help="ZeRO stage: 1 partitions the optimizer state over the processes, 2 also the gradients")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    positive = ["batch_size", "update_freq", "epochs", "num_frames", "sampling_rate", "input_size",
+                "short_side_size", "num_sample", "test_num_segment", "test_num_crop", "save_ckpt_freq",
+                "print_freq", "tubelet_size", "nb_classes", "recount"]
+    for name in positive:
+        if getattr(args, name) <= 0:
+            parser.error(f"argument --{name}: must be positive, got {getattr(args, name)}")
+    for name in ["examples", "num_workers", "warmup_epochs", "weight_decay", "lr", "min_lr", "warmup_lr",
+                 "drop_path", "drop", "attn_drop_rate", "fc_drop_rate", "mixup", "cutmix", "smoothing"]:
+        if getattr(args, name) < 0:
+            parser.error(f"argument --{name}: must not be negative, got {getattr(args, name)}")
+    for name in ["reprob", "mixup_prob", "mixup_switch_prob", "max_bad_fraction", "model_ema_decay"]:
+        if not 0 <= getattr(args, name) <= 1:
+            parser.error(f"argument --{name}: must be in [0, 1], got {getattr(args, name)}")
+    if not 0 < args.layer_decay <= 1:
+        parser.error(f"argument --layer_decay: must be in (0, 1], got {args.layer_decay}")
+    if args.clip_grad is not None and args.clip_grad <= 0:
+        parser.error(f"argument --clip_grad: must be positive, got {args.clip_grad}")
+    if args.local_rank is not None and args.local_rank != int(os.environ.get("LOCAL_RANK", args.local_rank)):
+        parser.error(f"argument --local-rank: {args.local_rank} disagrees with LOCAL_RANK={os.environ['LOCAL_RANK']}")
+
+    augmented = {name: getattr(args, name) for name, off in AUGMENTATION_OFF.items()
+                 if getattr(args, name) not in (off, None) and not (name == "aa" and args.aa in ("", "none"))}
+    if args.cache_features is None:
+        args.cache_features = args.linear_probing and not augmented and not args.eval
+    elif args.cache_features:
+        if not args.linear_probing:
+            parser.error("argument --cache_features: only a linear probe (--linear_probing) can train on features "
+                         "of a frozen encoder")
+        if augmented:
+            parser.error("argument --cache_features: features are computed once per clip, so they cannot be "
+                         "augmented; add " + " ".join(f"--{name} {AUGMENTATION_OFF[name] or 0}" for name in augmented))
+        if args.enable_deepspeed:
+            parser.error("argument --cache_features: a probe on cached features is one small layer; "
+                         "drop --enable_deepspeed")
+    mixes = not args.cache_features and (args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None)
+    if mixes and args.batch_size * args.num_sample % 2:
+        parser.error(f"mixup/cutmix pair every clip with another: --batch_size {args.batch_size} x --num_sample "
+                     f"{args.num_sample} must be even (or switch them off with --mixup 0 --cutmix 0)")
+    if args.enable_deepspeed and args.model_ema:
+        parser.error("argument --model_ema: not with --enable_deepspeed, whose weights are half precision (an "
+                     "EMA of them rounds every update away) and whose fp32 weights are split over the processes")
+    return args
+
+
+def main(args):
+    env = dist_utils.init_distributed(args.device, args.dist_timeout)
+    if env.world_size > 1:
+        dist_utils.print_only_on_main(env.is_main)
+    try:
+        run(args, env)
+    except BaseException as error:
+        if env.world_size > 1:
+            print(f"[rank {env.rank}] fine-tuning stopped: {type(error).__name__}: {error}", force=True, flush=True)
+        raise
+    dist_utils.cleanup()
+
+
+def run(args, env):
+    device = env.device
+    args.world_size = env.world_size
+    args.precision = utils.resolve_precision(args.precision, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+    if args.enable_deepspeed and not args.eval and not torch.distributed.is_initialized():
+        raise RuntimeError("--enable_deepspeed needs a process group: start with torchrun, also for one process "
+                           "(torchrun --standalone --nproc_per_node=1 run_class_finetuning.py ...)")
+    if args.output_dir:
+        os.makedirs(args.output_dir, exist_ok=True)
+        if args.log_dir is None:
+            args.log_dir = os.path.join(args.output_dir, "tensorboard")
+    else:
+        print("WARNING: no --output_dir: no checkpoint, log or prediction file will be written")
+
+    dist_utils.seed_everything(args.seed)  # the same initial weights on every rank
+    test_set, args.nb_classes = build_dataset(is_train=False, test_mode=True, args=args)
+    classifier = create_model(
+        args.model, num_classes=args.nb_classes, img_size=args.input_size, all_frames=args.num_frames,
+        tubelet_size=args.tubelet_size, drop_rate=args.drop, attn_drop_rate=args.attn_drop_rate,
+        drop_path_rate=args.drop_path, init_scale=args.init_scale, use_mean_pooling=args.use_mean_pooling,
+        fc_drop_rate=args.fc_drop_rate)
+    args.window_size = tuple(classifier.patch_embed.grid_size)
+    has_head = load_finetune_checkpoint(classifier, args) if args.finetune else False
+    if args.linear_probing:
+        print(f"linear probing: training {', '.join(freeze_backbone(classifier))}; the encoder is frozen")
+    classifier.to(device)
+    if args.eval:
+        print(utils.describe_run(args))
+        evaluate_only(classifier, test_set, has_head, args, env)
+        return
+
+    train_set, _ = build_dataset(is_train=True, test_mode=False, args=args)
+    if args.examples:
+        train_set.clips = few_shot_subset(train_set.clips, args.examples)
+    val_set = None if args.disable_eval_during_finetuning else build_dataset(False, False, args)[0]
+    print(f"train: {train_set}\nval: {val_set}\ntest: {test_set}")
+
+    features = cache_features(classifier, train_set, val_set, test_set, args, env) if args.cache_features else None
+    if features is not None:
+        # Every rank trains the same probe on all features, a global batch per step: no
+        # gradient exchange, and the same steps and lr as the run on clips.
+        train_set = FeatureDataset(features["train"])
+        train_loader = DataLoader(train_set, batch_size=args.batch_size * env.world_size, drop_last=True,
+                                  sampler=RandomSampler(train_set, generator=torch.Generator()))
+    else:
+        sampler = DistributedSampler(train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
+                                     seed=args.seed, drop_last=True)
+        train_loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler,
+                                  num_workers=args.num_workers, pin_memory=args.pin_mem and device.type == "cuda",
+                                  drop_last=True, collate_fn=multiple_samples_collate if args.num_sample > 1 else None,
+                                  worker_init_fn=seed_worker, generator=torch.Generator())
+    steps_per_epoch = len(train_loader) // args.update_freq
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(train_set)} training videos are fewer than one step of --batch_size {args.batch_size} "
+                         f"x --update_freq {args.update_freq} on {env.world_size} process(es)")
+    args.num_training_steps_per_epoch = steps_per_epoch
+
+    # The published rule: the lr scales with the videos per step, not with --num_sample.
+    args.global_batch_size = args.batch_size * args.update_freq * env.world_size
+    scale = args.global_batch_size / 256
+    print(f"global batch {args.global_batch_size} videos = {args.batch_size} per process x {args.update_freq} "
+          f"accumulated x {env.world_size} process(es); lr {args.lr:.3g}, min_lr {args.min_lr:.3g}, warmup_lr "
+          f"{args.warmup_lr:.3g} per 256 videos are scaled by {scale:g}")
+    args.lr, args.min_lr, args.warmup_lr = args.lr * scale, args.min_lr * scale, args.warmup_lr * scale
+    if args.weight_decay_end is None:
+        args.weight_decay_end = args.weight_decay
+    lr_schedule = cosine_scheduler(args.lr, args.min_lr, args.epochs, steps_per_epoch, args.warmup_epochs,
+                                   args.warmup_lr, args.warmup_steps)
+    wd_schedule = cosine_scheduler(args.weight_decay, args.weight_decay_end, args.epochs, steps_per_epoch)
+
+    optimizer = create_optimizer(args, classifier, device)
+    scaler, input_dtype, model_ema = utils.grad_scaler(args.precision, device), None, None
+    if args.model_ema:
+        model_ema = ModelEmaV3(classifier, decay=args.model_ema_decay,
+                               device=torch.device("cpu") if args.model_ema_force_cpu else None)
+    model = classifier
+    if args.enable_deepspeed:
+        model, optimizer, input_dtype = start_deepspeed(classifier, optimizer, args)
+        scaler = None
+    elif features is not None:
+        model = FeatureProbe(classifier)
+    elif env.world_size > 1:
+        model = DistributedDataParallel(classifier, broadcast_buffers=False)
+    start_epoch, max_accuracy = resume(model, classifier, optimizer, scaler, model_ema, args, env)
+
+    n_parameters = sum(p.numel() for p in classifier.parameters() if p.requires_grad)
+    print(utils.describe_run(args))
+    print(f"model {args.model}: {n_parameters:,} trained parameters, token grid {args.window_size}, "
+          f"precision {args.precision}{', DeepSpeed ZeRO stage %d' % args.zero_stage if args.enable_deepspeed else ''}"
+          f", {steps_per_epoch} steps per epoch, device {device}")
+    scalar_logger = None
+    if env.is_main and args.output_dir:
+        utils.save_json(vars(args), os.path.join(args.output_dir, "args.json"))
+    if env.is_main and args.log_dir:
+        scalar_logger = utils.ScalarLogger(args.log_dir, utils.start_wandb(args) if args.wandb else None)
+
+    mixup_fn, criterion = None, nn.CrossEntropyLoss(label_smoothing=args.smoothing)
+    if features is None and (args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None):
+        mixup_fn = VideoMixup(Mixup(
+            mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, cutmix_minmax=args.cutmix_minmax, prob=args.mixup_prob,
+            switch_prob=args.mixup_switch_prob, mode=args.mixup_mode, label_smoothing=args.smoothing,
+            num_classes=args.nb_classes))
+        criterion = SoftTargetCrossEntropy()  # the smoothing is in the mixed targets
+    if val_set is not None:
+        val_loader = eval_loader(FeatureDataset(features["val"]) if features else val_set, args, env,
+                                 args.dist_eval)
+
+    start_time = time.time()
+    for epoch in range(start_epoch, args.epochs):
+        # Everything random in an epoch derives from (seed, rank, epoch): data order,
+        # augmentations, mixing. A probe on cached features draws the same on every rank.
+        seed_rank = 0 if features is not None else env.rank
+        dist_utils.seed_everything(dist_utils.derive_seed(args.seed, seed_rank, epoch))
+        if features is not None:
+            train_loader.sampler.generator.manual_seed(dist_utils.derive_seed(args.seed, seed_rank, epoch, 1))
+        else:
+            train_loader.sampler.set_epoch(epoch)
+            train_loader.generator.manual_seed(dist_utils.derive_seed(args.seed, seed_rank, epoch, 1))
+        stats = train_one_epoch(
+            model, classifier, criterion, train_loader, optimizer, scaler, epoch=epoch, epochs=args.epochs,
+            start_step=epoch * steps_per_epoch, num_steps=steps_per_epoch, update_freq=args.update_freq,
+            lr_schedule=lr_schedule, wd_schedule=wd_schedule, device=device, precision=args.precision,
+            input_dtype=input_dtype, deepspeed=args.enable_deepspeed, mixup_fn=mixup_fn, model_ema=model_ema,
+            clip_grad=args.clip_grad, frozen_backbone=args.linear_probing, num_sample=args.num_sample,
+            max_bad_fraction=args.max_bad_fraction, print_freq=args.print_freq, scalar_logger=scalar_logger)
+        record = {**{f"train_{k}": v for k, v in stats.items()}, "epoch": epoch, "n_parameters": n_parameters}
+
+        is_best = False
+        if val_set is not None:
+            val = evaluate(eval_forward(classifier, features), val_loader, device, args.precision, input_dtype)
+            is_best = val["acc1"] > max_accuracy
+            max_accuracy = max(max_accuracy, val["acc1"])
+            print(f"Accuracy of the network on the {val['videos']} val videos: top-1 {val['acc1']:.2f}%, "
+                  f"top-5 {val['acc5']:.2f}%, loss {val['loss']:.4f}; best top-1 {max_accuracy:.2f}%")
+            record.update({f"val_{k}": v for k, v in val.items()})
+            if model_ema is not None:
+                ema = evaluate(eval_forward(model_ema.module, features), val_loader, device, args.precision)
+                print(f"EMA weights: top-1 {ema['acc1']:.2f}%, top-5 {ema['acc5']:.2f}%")
+                record.update({f"val_ema_{k}": v for k, v in ema.items()})
+            if scalar_logger is not None:
+                scalar_logger.log({"val/acc1": val["acc1"], "val/acc5": val["acc5"], "val/loss": val["loss"]},
+                                  (epoch + 1) * steps_per_epoch)
+        # An epoch of a probe on cached features takes a second: it is cheaper to run again than to write
+        # the whole encoder every epoch, so it saves only the kept epochs.
+        keep = (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs
+        if args.output_dir and args.save_ckpt and (keep or features is None):
+            save_training_state(model, classifier, optimizer, scaler, model_ema, args, env, epoch, max_accuracy,
+                                is_best and features is None, keep)
+        if env.is_main and args.output_dir:
+            utils.append_json_line(record, os.path.join(args.output_dir, "log.txt"))
+
+    print(f"training done: epochs {start_epoch}-{args.epochs - 1} in {(time.time() - start_time) / 60:.1f} min")
+    test_loader = eval_loader(FeatureDataset(features["test"]) if features else test_set, args, env, args.dist_eval)
+    scores = multi_view_test(eval_forward(classifier, features), test_loader, test_set, args, env, input_dtype)
+    if env.is_main and args.output_dir:
+        utils.append_json_line({f"test_{k}": scores[k] for k in ("acc1", "acc5", "mean_class_acc1", "videos")},
+                               os.path.join(args.output_dir, "log.txt"))
+    if scalar_logger is not None:
+        scalar_logger.close()
+        print(f"TensorBoard: tensorboard --logdir {args.log_dir}")
+
+
+# ---------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------
+
+def few_shot_subset(clips, examples):
+    """`examples` training videos: ceil(examples / classes) per class (all of a smaller class), drawn with the
+    published fixed seed so that every run and every model sees the same subset."""
+    labels = np.array([label for _, label in clips])
+    classes = sorted(set(labels.tolist()))
+    per_class = math.ceil(examples / len(classes))
+    rng = np.random.RandomState(EXAMPLES_SEED)
+    chosen = []
+    for label in classes:
+        members = np.flatnonzero(labels == label)
+        chosen.extend(members[rng.choice(len(members), min(per_class, len(members)), replace=False)].tolist())
+    print(f"--examples {examples}: training on {len(chosen)} of {len(clips)} videos, up to {per_class} per class")
+    return [clips[i] for i in sorted(chosen)]
+
+
+def cache_features(classifier, train_set, val_set, test_set, args, env):
+    """The frozen encoder's pooled features of every clip, computed once, on every rank.
+
+    Training videos are read as validation views (central clip, centre crop): without
+    augmentation every epoch would see the same clips anyway. Training videos that
+    cannot be decoded are left out. Returns {"train", "val", "test": gather_outputs dict}.
+    """
+    classifier.eval()
+    features = {}
+    for name, dataset in (("train", eval_view_dataset(train_set.clips, args)), ("val", val_set), ("test", test_set)):
+        if dataset is None:
+            continue
+        start = time.time()
+        loader = eval_loader(dataset, args, env)
+        outputs = run_inference(lambda videos: pooled_tokens(classifier, videos), loader, env.device, args.precision)
+        features[name] = gather_outputs(outputs, env.device)
+        print(f"cached the encoder's pooled features of {len(dataset)} {name} clips in {time.time() - start:.0f} s")
+    decoded = features["train"]["num_bad"] == 0
+    features["train"] = {key: value[decoded] for key, value in features["train"].items()}
+    return features
+
+
+# ---------------------------------------------------------------------------------
+# Model, DeepSpeed, checkpoints
+# ---------------------------------------------------------------------------------
+
+def load_finetune_checkpoint(classifier, args):
+    """Loads --finetune into the classifier; returns whether it held a trained head for these classes."""
+    checkpoint = load_checkpoint(args.finetune)
+    report = load_pretrained_encoder(classifier, checkpoint)
+    dropped = {}
+    for key in report["unexpected"]:
+        part = ".".join(key.split(".")[:2]) if key.startswith("encoder.") else key.split(".")[0]
+        dropped[part] = dropped.get(part, 0) + 1
+    print(f"loaded the encoder of {args.finetune}; not in the checkpoint: {', '.join(report['missing']) or 'nothing'}; "
+          f"left out: {', '.join(f'{part} ({n})' for part, n in dropped.items()) or 'nothing'}"
+          + (f"; replaced the head {', '.join(report['dropped_head'])}" if "dropped_head" in report else ""))
+    saved_grid = getattr(checkpoint.get("args"), "window_size", None)
+    if saved_grid is not None and tuple(saved_grid) != args.window_size:
+        print(f"note: the checkpoint was trained on a {tuple(saved_grid)} token grid, this model has "
+              f"{args.window_size}; its fixed sinusoid position table is rebuilt for the new grid")
+    return "head.weight" not in report["missing"]
+
+
+def start_deepspeed(classifier, optimizer, args):
+    """Wraps classifier and optimizer in a DeepSpeed engine; returns (engine, optimizer, input dtype)."""
+    import deepspeed  # slow to import, and only needed here
+
+    micro_batch = args.batch_size * args.num_sample
+    config = {
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": args.update_freq,
+        "train_batch_size": micro_batch * args.update_freq * args.world_size,
+        "gradient_clipping": args.clip_grad or 0.0,
+        "zero_optimization": {"stage": args.zero_stage},
+        "bf16": {"enabled": args.precision == "bf16"},
+        "fp16": {"enabled": args.precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},
+        # Our AdamW with per-layer lr scales, as is; ZeRO partitions its state.
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 1 << 30,  # the engine logs; DeepSpeed's own lines would repeat it
+    }
+    engine, optimizer, _, _ = deepspeed.initialize(model=classifier, optimizer=optimizer, config=config)
+    return engine, optimizer, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
+
+
+def resume(model, classifier, optimizer, scaler, model_ema, args, env):
+    """Restores the newest complete checkpoint in --output_dir, else --resume; returns (start epoch, best acc1).
+
+    Rank 0 chooses the file and the others load the same one, so no two ranks can
+    resume from different epochs.
+    """
+    if args.enable_deepspeed:
+        latest = os.path.join(args.output_dir, "latest") if args.output_dir else ""
+        if args.auto_resume and os.path.isfile(latest):
+            load_dir, tag = args.output_dir, None
+        elif args.resume:
+            load_dir, tag = os.path.split(os.path.normpath(args.resume))
+        else:
+            return 0, 0.0
+        path, client_state = model.load_checkpoint(load_dir, tag=tag)
+        if path is None:
+            raise FileNotFoundError(f"no DeepSpeed checkpoint {tag or 'named by latest'} in {load_dir}")
+        print(f"resumed from {path} (epoch {client_state['epoch']} done)")
+        return client_state["epoch"] + 1, client_state["max_accuracy"]
+
+    path, checkpoint = None, None
+    if args.auto_resume and args.output_dir:
+        path, checkpoint = utils.find_resume_checkpoint(args.output_dir) if env.is_main else (None, None)
+        path = dist_utils.broadcast_object(path)
+    if path is None and args.resume:
+        path = args.resume
+    if path is None:
+        return 0, 0.0
+    checkpoint = checkpoint if checkpoint is not None else load_checkpoint(path)
+    start_epoch = utils.restore_training_state(checkpoint, path, classifier, optimizer, scaler)
+    if model_ema is not None:
+        if "model_ema" not in checkpoint:
+            raise ValueError(f"{path} has no model_ema weights: resume without --model_ema, or from a run with it")
+        model_ema.module.load_state_dict(checkpoint["model_ema"])
+    print(f"resumed from {path} (epoch {checkpoint['epoch']} done); continuing at epoch {start_epoch}")
+    return start_epoch, checkpoint.get("max_accuracy", 0.0)
+
+
+def save_training_state(model, classifier, optimizer, scaler, model_ema, args, env, epoch, max_accuracy, is_best,
+                        keep):
+    """checkpoint-latest.pth every epoch, checkpoint-{epoch}.pth every --save_ckpt_freq epochs and at the end,
+    checkpoint-best.pth (weights only) at a new best validation top-1. A DeepSpeed run writes DeepSpeed's
+    folders instead: checkpoint-{epoch}/ (the previous one removed unless kept) and checkpoint-best/."""
+    if args.enable_deepspeed:
+        client_state = dict(epoch=epoch, max_accuracy=max_accuracy)
+        model.save_checkpoint(args.output_dir, tag=DEEPSPEED_TAG.format(epoch), client_state=client_state)
+        if is_best:
+            model.save_checkpoint(args.output_dir, tag=DEEPSPEED_BEST_TAG, client_state=client_state,
+                                  save_latest=False)
+        previous = os.path.join(args.output_dir, DEEPSPEED_TAG.format(epoch - 1))
+        if env.is_main and epoch % args.save_ckpt_freq and os.path.isdir(previous):
+            shutil.rmtree(previous)
+        return
+    if not env.is_main:
+        return
+    state = dict(model=classifier.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch,
+                 scaler=scaler.state_dict(), args=args, max_accuracy=max_accuracy)
+    if model_ema is not None:
+        state["model_ema"] = model_ema.module.state_dict()
+    utils.save_training_checkpoint(args.output_dir, state, keep)
+    if is_best:
+        save_checkpoint_atomic(dict(model=classifier.state_dict(), epoch=epoch, args=args, max_accuracy=max_accuracy),
+                               os.path.join(args.output_dir, BEST_CHECKPOINT))
+
+
+# ---------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------
+
+def eval_forward(classifier, features):
+    """What evaluation runs, in eval mode: the classifier on clips, or its probe on cached features."""
+    classifier.eval()
+    return FeatureProbe(classifier) if features is not None else classifier
+
+
+def multi_view_test(forward, loader, test_set, args, env, input_dtype=None):
+    """Classifies every view of every test video, prints the merged scores, saves the per-view logits."""
+    start = time.time()
+    outputs = gather_outputs(run_inference(forward, loader, env.device, args.precision, input_dtype), env.device,
+                             sharded=is_sharded(loader))
+    scores = merge_views(outputs["outputs"], outputs["video_id"], outputs["view"], outputs["label"],
+                         outputs["num_bad"])
+    print(describe_scores(scores, test_set.views_per_video) + f" ({time.time() - start:.0f} s)")
+    if env.is_main and args.output_dir:
+        path = os.path.join(args.output_dir, PREDICTIONS_FILE)
+        save_predictions(outputs, path, test_set.clips)
+        print(f"per-view logits saved to {path}; re-score with: python engine_for_finetuning.py {path}")
+    return scores
+
+
+def evaluate_only(classifier, test_set, has_head, args, env):
+    """--eval: the multi-view test of a trained classifier, refused for one without a trained head."""
+    source = eval_weights(args)
+    if source is not None:
+        report = load_pretrained_encoder(classifier, load_checkpoint(source))
+        has_head = "head.weight" not in report["missing"]
+        print(f"evaluating the classifier of {source}")
+    if not has_head:
+        if source is None and not args.finetune:
+            raise ValueError("--eval needs a trained classifier: give --resume CHECKPOINT, the --output_dir of a "
+                             "fine-tuning run, or --finetune with a fine-tuned checkpoint")
+        raise ValueError(
+            f"--eval: {source or args.finetune} holds no trained head for {args.nb_classes} classes (a pretraining "
+            "checkpoint, or a classifier of another label set), so the test would score a random classifier. "
+            "Fine-tune or linear-probe it first (FINETUNE.md), then evaluate that run with its --output_dir or "
+            f"--resume OUTPUT_DIR/{BEST_CHECKPOINT}")
+    classifier.to(env.device)
+    multi_view_test(eval_forward(classifier, None), eval_loader(test_set, args, env, args.dist_eval), test_set,
+                    args, env)
+
+
+def eval_weights(args):
+    """The checkpoint --eval tests: --resume, else in --output_dir the best, else the newest; None: --finetune's."""
+    if args.resume:
+        return deepspeed_weights(args.resume) if os.path.isdir(args.resume) else args.resume
+    if not args.output_dir:
+        return None
+    best = os.path.join(args.output_dir, BEST_CHECKPOINT)
+    if os.path.isfile(best):
+        return best
+    if os.path.isdir(os.path.join(args.output_dir, DEEPSPEED_BEST_TAG)):
+        return deepspeed_weights(os.path.join(args.output_dir, DEEPSPEED_BEST_TAG))
+    latest = os.path.join(args.output_dir, "latest")
+    if os.path.isfile(latest):
+        with open(latest) as f:
+            return deepspeed_weights(os.path.join(args.output_dir, f.read().strip()))
+    path, _ = utils.find_resume_checkpoint(args.output_dir)
+    return path
+
+
+def deepspeed_weights(folder):
+    """The model file of a DeepSpeed checkpoint folder (ZeRO 1/2 keep whole weights there)."""
+    path = os.path.join(folder, DEEPSPEED_MODEL_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{folder} is not a DeepSpeed checkpoint folder: it has no {DEEPSPEED_MODEL_FILE}")
+    return path
+
+
+if __name__ == "__main__":
+    main(parse_args())
