@@ -8,6 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+# Each pytest-xdist worker gets one core: two workers of two threads each on two
+# cores slow small ops down about tenfold. (Subprocesses set their own threads.)
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
