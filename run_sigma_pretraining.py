@@ -1,0 +1,345 @@
+"""SIGMA pretraining: Sinkhorn-guided masked video modelling (ECCV 2024), VideoMAE style.
+
+One process (a CPU, or one GPU):
+    python run_sigma_pretraining.py --data_path VIDEO_ROOT --data_path_csv train.csv \\
+        --model pretrain_videomae_base_patch16_224 --target_type mlp --output_dir output/k400_mlp
+
+One node with 8 GPUs:
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node=8 run_sigma_pretraining.py \\
+        --data_path VIDEO_ROOT --data_path_csv train.csv --batch_size 32 --output_dir output/k400_mlp
+
+Several nodes: the same torchrun on every node, meeting at the first node,
+    torchrun --nnodes=4 --nproc_per_node=8 --rdzv_id=JOB_ID --rdzv_backend=c10d \\
+        --rdzv_endpoint=FIRST_NODE:29500 run_sigma_pretraining.py ...
+or under SLURM `sbatch scripts/slurm_pretrain.sbatch ...`, which runs `srun torchrun`.
+
+The published configurations are in scripts/pretrain_*.sh; PRETRAIN.md says what
+their logs show. The global batch is --batch_size x --num_sample x processes;
+--lr, --min_lr and --warmup_lr are given per 256 clips and scaled to it. A run
+restarted with the same --output_dir resumes from its newest complete checkpoint.
+"""
+import argparse
+import json
+import os
+import time
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+import dist_utils
+import utils
+from checkpoint import load_checkpoint
+from datasets import build_pretraining_dataset, check_bad_fraction, multiple_samples_collate, seed_worker
+from engine_for_pretraining import train_one_epoch
+from masking_generator import MASK_GENERATORS
+from modeling_pretrain import DINO_TEACHERS, LOSS_FUNCS, MODELS, TARGET_TYPES, create_pretrain_model
+from optim_factory import cosine_scheduler, create_optimizer
+
+BoolFlag = utils.BoolFlag
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser("SIGMA pretraining", description=__doc__,
+                                     formatter_class=utils.HelpFormatter)
+    data = parser.add_argument_group("data")
+    data.add_argument("--data_path", required=True,
+                      help="clip list (`path label` per line, VideoMAE convention) or, with --data_path_csv, "
+                           "the folder the list's paths are relative to (SIGMA convention)")
+    data.add_argument("--data_path_csv", default=None, help="clip list whose paths are relative to --data_path")
+    data.add_argument("--num_frames", type=int, default=16, help="frames per clip")
+    data.add_argument("--sampling_rate", type=int, default=4,
+                      help="stride between sampled frames: 4 for Kinetics-400, 2 for SSv2 (shorter videos)")
+    data.add_argument("--input_size", type=int, default=224, help="side of the square frames fed to the model")
+    data.add_argument("--augmentation", default="multi_scale_crop", choices=["multi_scale_crop", "resize"],
+                      help="multi-scale corner/centre crops (all published runs) or a plain resize")
+    data.add_argument("--gray_scale_prob", type=float, default=0.0, help="probability of a grayscale clip")
+    data.add_argument("--num_sample", type=int, default=1,
+                      help="clips cut from each decoded video (repeated augmentation: decoding is the cost)")
+    data.add_argument("--max_bad_fraction", type=float, default=0.05,
+                      help="stop when more than this share of sampled videos cannot be decoded")
+    data.add_argument("--num_workers", type=int, default=10, help="data loader processes per GPU")
+    data.add_argument("--pin_mem", action=BoolFlag, default=True,
+                      help="page-locked batches for faster copies to the GPU")
+
+    masking = parser.add_argument_group("masking")
+    masking.add_argument("--mask_type", default="tube", choices=sorted(MASK_GENERATORS),
+                         help="tube: the same spatial positions in every frame, so a masked patch cannot be "
+                              "copied from a neighbouring frame; random: anywhere")
+    masking.add_argument("--mask_ratio", type=float, default=0.9,
+                         help="share of tokens hidden from the encoder (video is redundant, so 0.9)")
+
+    model = parser.add_argument_group("model and objective")
+    model.add_argument("--model", default="pretrain_videomae_base_patch16_224", choices=sorted(MODELS),
+                       metavar="NAME", help="pretrain_videomae_SIZE_patch16_224, SIZE: tiny, small, base, large, huge")
+    model.add_argument("--decoder_depth", type=int, default=4, help="decoder blocks")
+    model.add_argument("--drop_path", type=float, default=0.0, help="stochastic depth rate")
+    model.add_argument("--target_type", default="mlp", choices=TARGET_TYPES,
+                       help="pixel: VideoMAE; mlp: SIGMA with a learned projection; dino_v1/dino_v2: SIGMA "
+                            "with a frozen DINO projection")
+    model.add_argument("--loss_func", default="SWAV", choices=LOSS_FUNCS,
+                       help="SWAV: swapped prediction of Sinkhorn assignments; L2: regression")
+    model.add_argument("--normlize_target", action=BoolFlag, default=True,
+                       help="normalise every target tube by its own mean and std (sic, the published name)")
+    model.add_argument("--distillation_teacher", default="dino_b", choices=sorted({t for _, t in DINO_TEACHERS}),
+                       help="DINO ViT-S/B/L for the dino targets (dino_l: dino_v2 only)")
+    model.add_argument("--teacher_weights", default=None,
+                       help="local file with the DINO teacher's weights (never downloaded during training)")
+    model.add_argument("--num_prototypes", type=int, default=3000, help="prototypes K of the SWAV loss")
+    model.add_argument("--sinkhorn_eps", type=float, default=0.05,
+                       help="Sinkhorn entropy regularisation: smaller is closer to hard assignments")
+    model.add_argument("--sinkhorn_iterations", type=int, default=10, help="Sinkhorn-Knopp iterations")
+    model.add_argument("--soft_targets", action=BoolFlag, default=False,
+                       help="predict the full Sinkhorn distribution instead of its argmax (published: argmax)")
+
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--batch_size", type=int, default=16, help="clips per process and step")
+    optim.add_argument("--epochs", type=int, default=801, help="the published scripts say 801 for 800")
+    optim.add_argument("--steps_per_epoch", type=int, default=None,
+                       help="cap on the steps of an epoch, for quick runs (default: the whole clip list)")
+    optim.add_argument("--opt", default="adamw", choices=["adamw"], help="optimiser")
+    optim.add_argument("--opt_betas", type=float, nargs=2, default=[0.9, 0.95], metavar=("BETA1", "BETA2"),
+                       help="AdamW betas; 0.95 (not 0.999) adapts faster to the changing targets, as in MAE")
+    optim.add_argument("--opt_eps", type=float, default=1e-8, help="AdamW epsilon")
+    optim.add_argument("--weight_decay", type=float, default=0.05, help="AdamW weight decay")
+    optim.add_argument("--weight_decay_end", type=float, default=None,
+                       help="final weight decay of a cosine schedule (default: --weight_decay, constant)")
+    optim.add_argument("--clip_grad", type=float, default=None, help="gradient norm clip (default: none)")
+    optim.add_argument("--lr", type=float, default=1.5e-4, help="peak learning rate per 256 clips")
+    optim.add_argument("--min_lr", type=float, default=1e-5, help="final learning rate per 256 clips")
+    optim.add_argument("--warmup_lr", type=float, default=0.0,
+                       help="learning rate per 256 clips at the first step; the published code accepted 1e-6 "
+                            "but never used it, its warm-up starts at 0")
+    optim.add_argument("--warmup_epochs", type=int, default=40, help="epochs of linear lr warm-up")
+    optim.add_argument("--warmup_steps", type=int, default=-1, help="steps of warm-up; overrides --warmup_epochs")
+    optim.add_argument("--precision", default=None, choices=sorted(utils.AUTOCAST_DTYPES),
+                       help="autocast dtype (default: bf16 on a GPU that has it, fp16 with a loss scaler on "
+                            "older GPUs, fp32 on CPU)")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--output_dir", default="", help="checkpoints, args.json and log.txt (empty: save nothing)")
+    run.add_argument("--log_dir", default=None, help="TensorBoard folder (default: OUTPUT_DIR/tensorboard)")
+    run.add_argument("--save_ckpt_freq", type=int, default=20,
+                     help="keep checkpoint-EPOCH.pth every N epochs; checkpoint-latest.pth is written every epoch")
+    run.add_argument("--resume", default="", help="checkpoint to start from: a path or hf://OWNER/REPO/FILE")
+    run.add_argument("--auto_resume", action=BoolFlag, default=True,
+                     help="resume from the newest complete checkpoint in --output_dir (before --resume)")
+    run.add_argument("--seed", type=int, default=0, help="seeds the model init, data order and augmentations")
+    run.add_argument("--print_freq", type=int, default=10,
+                     help="steps between log lines; also how often losses are read from the GPU and checked")
+    run.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
+    run.add_argument("--dist_timeout", type=float, default=30,
+                     help="minutes a collective may wait for a rank that neither progresses nor exits")
+    run.add_argument("--run_name", default="sigma_pretrain", help="run name in Weights & Biases")
+    run.add_argument("--wandb", action=BoolFlag, default=False, help="also log to Weights & Biases")
+    run.add_argument("--wandb_project", default="SIGMA", help="Weights & Biases project")
+    run.add_argument("--local-rank", "--local_rank", type=int, default=None, dest="local_rank",
+                     help="passed by the deprecated torch.distributed.launch; LOCAL_RANK from the environment "
+                          "is what is used")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = get_args_parser()
+    args = parser.parse_args(argv)
+    positive = ["batch_size", "epochs", "num_frames", "sampling_rate", "input_size", "num_sample",
+                "num_prototypes", "sinkhorn_iterations", "save_ckpt_freq", "print_freq", "decoder_depth",
+                "steps_per_epoch"]
+    for name in positive:
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"argument --{name}: must be positive, got {value}")
+    for name in ["num_workers", "warmup_epochs", "weight_decay", "lr", "min_lr", "warmup_lr", "drop_path"]:
+        if getattr(args, name) < 0:
+            parser.error(f"argument --{name}: must not be negative, got {getattr(args, name)}")
+    if not 0 <= args.mask_ratio < 1:
+        parser.error(f"argument --mask_ratio: must be in [0, 1), got {args.mask_ratio}")
+    for name in ["gray_scale_prob", "max_bad_fraction"]:
+        if not 0 <= getattr(args, name) <= 1:
+            parser.error(f"argument --{name}: must be in [0, 1], got {getattr(args, name)}")
+    if args.sinkhorn_eps <= 0:
+        parser.error(f"argument --sinkhorn_eps: must be positive, got {args.sinkhorn_eps}")
+    if args.clip_grad is not None and args.clip_grad <= 0:
+        parser.error(f"argument --clip_grad: must be positive, got {args.clip_grad}")
+    if args.local_rank is not None and args.local_rank != int(os.environ.get("LOCAL_RANK", args.local_rank)):
+        parser.error(f"argument --local-rank: {args.local_rank} disagrees with "
+                     f"LOCAL_RANK={os.environ['LOCAL_RANK']}")
+    return args
+
+
+def main(args):
+    env = dist_utils.init_distributed(args.device, args.dist_timeout)
+    if env.world_size > 1:
+        dist_utils.print_only_on_main(env.is_main)
+    try:
+        train(args, env)
+    except BaseException as error:
+        if env.world_size > 1:
+            # Each failing rank names itself; torchrun then stops the ranks still running.
+            print(f"[rank {env.rank}] pretraining stopped: {type(error).__name__}: {error}", force=True, flush=True)
+        raise
+    dist_utils.cleanup()
+
+
+def train(args, env):
+    device = env.device
+    args.world_size = env.world_size
+    args.precision = utils.resolve_precision(args.precision, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+    if args.output_dir:
+        os.makedirs(args.output_dir, exist_ok=True)
+        args.log_dir = args.log_dir or os.path.join(args.output_dir, "tensorboard")
+    else:
+        print("WARNING: no --output_dir: no checkpoint, log or TensorBoard file will be written")
+
+    path, checkpoint = find_checkpoint(args, env)
+    if checkpoint is not None:
+        adopt_checkpoint_architecture(checkpoint.get("args"), args)
+
+    dist_utils.seed_everything(args.seed)  # the same initial weights on every rank
+    model = create_pretrain_model(
+        args.model, img_size=args.input_size, num_frames=args.num_frames, decoder_depth=args.decoder_depth,
+        drop_path_rate=args.drop_path, target_type=args.target_type, loss_func=args.loss_func,
+        normlize_target=args.normlize_target, num_prototypes=args.num_prototypes,
+        sinkhorn_eps=args.sinkhorn_eps, sinkhorn_iterations=args.sinkhorn_iterations,
+        soft_targets=args.soft_targets, distillation_teacher=args.distillation_teacher,
+        teacher_weights=args.teacher_weights)
+    args.window_size = tuple(model.encoder.patch_embed.grid_size)
+
+    dataset = build_pretraining_dataset(args)
+    # Also on one process, so that set_epoch gives the same data order semantics everywhere.
+    sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
+                                 seed=args.seed, drop_last=True)
+    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
+                        pin_memory=args.pin_mem and device.type == "cuda", drop_last=True,
+                        collate_fn=multiple_samples_collate if args.num_sample > 1 else None,
+                        worker_init_fn=seed_worker, generator=torch.Generator())
+    steps_per_epoch = min(len(loader), args.steps_per_epoch or len(loader))
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(dataset)} clips are fewer than one step of --batch_size {args.batch_size} on "
+                         f"{env.world_size} process(es)")
+    args.num_training_steps_per_epoch = steps_per_epoch
+
+    args.global_batch_size = args.batch_size * args.num_sample * env.world_size
+    scale = args.global_batch_size / 256
+    print(f"global batch {args.global_batch_size} = {args.batch_size} per process x {args.num_sample} per video "
+          f"x {env.world_size} process(es); lr {args.lr:.3g}, min_lr {args.min_lr:.3g}, warmup_lr "
+          f"{args.warmup_lr:.3g} per 256 clips are scaled by {scale:g}")
+    args.lr, args.min_lr, args.warmup_lr = args.lr * scale, args.min_lr * scale, args.warmup_lr * scale
+    if args.weight_decay_end is None:
+        args.weight_decay_end = args.weight_decay
+    lr_schedule = cosine_scheduler(args.lr, args.min_lr, args.epochs, steps_per_epoch, args.warmup_epochs,
+                                   args.warmup_lr, args.warmup_steps)
+    wd_schedule = cosine_scheduler(args.weight_decay, args.weight_decay_end, args.epochs, steps_per_epoch)
+
+    model.to(device)
+    model_without_ddp = model
+    if env.world_size > 1:
+        # No device_ids: DDP would move the CPU mask to the GPU; broadcast_buffers off:
+        # the model's buffers are fixed tables.
+        model = DistributedDataParallel(model, broadcast_buffers=False)
+    optimizer = create_optimizer(args, model_without_ddp, device)
+    scaler = utils.grad_scaler(args.precision, device)
+
+    start_epoch = 0
+    if checkpoint is not None:
+        start_epoch = utils.restore_training_state(checkpoint, path, model_without_ddp, optimizer, scaler)
+        print(f"resumed from {path} (epoch {checkpoint['epoch']} done); continuing at epoch {start_epoch}")
+        report_changed_settings(checkpoint.get("args"), args)
+
+    print(utils.describe_run(args))
+    n_parameters = sum(p.numel() for p in model_without_ddp.parameters() if p.requires_grad)
+    print(f"model {args.model}: {n_parameters / 1e6:.2f}M trained parameters, token grid {args.window_size}, "
+          f"precision {args.precision}, {steps_per_epoch} steps per epoch, device {device}")
+    scalar_logger = None
+    if env.is_main and args.output_dir:
+        utils.save_json(vars(args), os.path.join(args.output_dir, "args.json"))
+    if env.is_main and args.log_dir:
+        scalar_logger = utils.ScalarLogger(args.log_dir, utils.start_wandb(args) if args.wandb else None)
+
+    start_time = time.time()
+    for epoch in range(start_epoch, args.epochs):
+        # Everything random in an epoch derives from (seed, rank, epoch): data order,
+        # augmentations, masks. A run resumed at an epoch boundary replays exactly
+        # what the uninterrupted run would have done.
+        sampler.set_epoch(epoch)
+        dist_utils.seed_everything(dist_utils.derive_seed(args.seed, env.rank, epoch))
+        loader.generator.manual_seed(dist_utils.derive_seed(args.seed, env.rank, epoch, 1))
+        stats = train_one_epoch(
+            model, loader, optimizer, scaler, epoch=epoch, epochs=args.epochs,
+            start_step=epoch * steps_per_epoch, num_steps=steps_per_epoch, lr_schedule=lr_schedule,
+            wd_schedule=wd_schedule, device=device, precision=args.precision, clip_grad=args.clip_grad,
+            print_freq=args.print_freq, scalar_logger=scalar_logger)
+        if env.is_main and args.output_dir:
+            numbered = (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs
+            state = dict(model=model_without_ddp.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch,
+                         scaler=scaler.state_dict(), args=args, step=(epoch + 1) * steps_per_epoch)
+            utils.save_training_checkpoint(args.output_dir, state, numbered)
+            utils.append_json_line({**{f"train_{k}": v for k, v in stats.items()}, "epoch": epoch,
+                                    "n_parameters": n_parameters}, os.path.join(args.output_dir, "log.txt"))
+        # After saving, so the epoch is kept; the counts are global, so every rank decides alike.
+        check_bad_fraction(stats["bad_videos"], stats["clips"] // args.num_sample, args.max_bad_fraction,
+                           where=f"in epoch {epoch}")
+
+    minutes = (time.time() - start_time) / 60
+    if start_epoch < args.epochs:
+        print(f"pretraining done: epochs {start_epoch}-{args.epochs - 1} in {minutes:.1f} min")
+    else:
+        print(f"nothing to train: the checkpoint has finished all {args.epochs} epochs")
+    if args.output_dir:
+        print(f"checkpoints and log.txt in {args.output_dir}")
+    if scalar_logger is not None:
+        scalar_logger.close()
+        print(f"TensorBoard: tensorboard --logdir {args.log_dir}")
+
+
+def find_checkpoint(args, env):
+    """(path, checkpoint) to start from: the newest complete one in --output_dir, else --resume, else (None, None).
+
+    Rank 0 chooses and the others load the same file, so no two ranks can resume
+    from different epochs.
+    """
+    if args.auto_resume and args.output_dir:
+        path, checkpoint = utils.find_resume_checkpoint(args.output_dir) if env.is_main else (None, None)
+        path = dist_utils.broadcast_object(path)
+        if path is not None:
+            return path, checkpoint if checkpoint is not None else load_checkpoint(path)
+    if args.resume:
+        return args.resume, load_checkpoint(args.resume)
+    return None, None
+
+
+# The settings that decide the shapes of the saved weights.
+ARCHITECTURE_FLAGS = ("model", "decoder_depth", "target_type", "loss_func", "distillation_teacher", "num_prototypes")
+
+
+def adopt_checkpoint_architecture(saved_args, args):
+    """Builds the model the checkpoint holds: its architecture flags replace ours, with a message.
+
+    Any other value would make its weights fail to load; a released checkpoint's
+    args (ckpt['args']) tell what it is, e.g. 4000 prototypes for the MLP ones.
+    """
+    if saved_args is None:
+        return
+    for name in ARCHITECTURE_FLAGS:
+        if name in vars(saved_args) and getattr(saved_args, name) != getattr(args, name):
+            print(f"using the checkpoint's --{name} {getattr(saved_args, name)} instead of {getattr(args, name)}")
+            setattr(args, name, getattr(saved_args, name))
+
+
+def report_changed_settings(saved_args, args):
+    """Prints the settings that differ from those the checkpoint was trained with."""
+    if saved_args is None:
+        return
+    saved, current = vars(saved_args), vars(args)
+    changed = {k: (saved[k], current[k]) for k in sorted(saved.keys() & current.keys())
+               if json.dumps(saved[k], default=str) != json.dumps(current[k], default=str)}
+    if changed:
+        print("settings that differ from the checkpoint's: "
+              + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
+
+
+if __name__ == "__main__":
+    main(parse_args())

@@ -1,0 +1,263 @@
+"""Flags, schedules, parameter groups, distributed setup and training checkpoints (utils.py & co)."""
+import argparse
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import dist_utils
+import utils
+from optim_factory import apply_schedules, cosine_scheduler, create_optimizer, param_groups_weight_decay
+
+
+# ---- BoolFlag -----------------------------------------------------------------------
+
+def _bool_parser():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--normlize_target", action=utils.BoolFlag, default=True)
+    parser.add_argument("--wandb", action=utils.BoolFlag, default=False)
+    return parser
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], True),
+    (["--normlize_target"], True),
+    (["--no-normlize_target"], False),
+    (["--no_normlize_target"], False),
+    (["--normlize_target", "True"], True),    # how the published scripts pass it
+    (["--normlize_target", "False"], False),  # type=bool would have read this as True
+    (["--normlize_target=false"], False),
+    (["--normlize_target", "0"], False),
+])
+def test_bool_flag_both_ways(argv, expected):
+    assert _bool_parser().parse_args(argv).normlize_target is expected
+
+
+def test_bool_flag_default_off_switches_on():
+    assert _bool_parser().parse_args([]).wandb is False
+    assert _bool_parser().parse_args(["--wandb"]).wandb is True
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--normlize_target", "maybe"], "argument --normlize_target: expected true or false, got 'maybe'"),
+    (["--no-normlize_target", "True"], "argument --no-normlize_target: takes no value"),
+])
+def test_bool_flag_rejects_bad_values(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _bool_parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+# ---- schedules ------------------------------------------------------------------------
+
+def test_cosine_schedule_warmup_then_cosine():
+    schedule = cosine_scheduler(1.0, 0.1, epochs=10, steps_per_epoch=5, warmup_epochs=2)
+    assert schedule.shape == (50,)
+    # Linear warm-up from 0 over 10 steps, reaching the peak at step 10.
+    np.testing.assert_allclose(schedule[:10], np.arange(10) / 10)
+    assert schedule[10] == pytest.approx(1.0)
+    # Cosine from the peak towards 0.1, monotone, half-way value at the middle of the cosine.
+    cosine = schedule[10:]
+    assert np.all(np.diff(cosine) < 0)
+    assert cosine[20] == pytest.approx(0.1 + 0.45 * (1 + np.cos(np.pi * 20 / 40)))
+    assert cosine[-1] == pytest.approx(0.1, abs=2e-3)
+
+
+def test_cosine_schedule_warmup_steps_override_epochs_and_start_value():
+    schedule = cosine_scheduler(2.0, 0.0, epochs=4, steps_per_epoch=10, warmup_epochs=3,
+                                start_warmup_value=0.5, warmup_steps=4)
+    np.testing.assert_allclose(schedule[:4], [0.5, 0.875, 1.25, 1.625])
+    assert schedule[4] == pytest.approx(2.0)
+
+
+def test_constant_schedule_when_base_equals_final():
+    np.testing.assert_allclose(cosine_scheduler(0.05, 0.05, 3, 7), 0.05)
+
+
+# ---- parameter groups and the optimiser ----------------------------------------------------
+
+class _Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(4, 3)
+        self.norm = torch.nn.LayerNorm(3)
+        self.mask_token = torch.nn.Parameter(torch.zeros(1, 1, 3))
+        self.frozen = torch.nn.Linear(3, 3)
+        self.frozen.requires_grad_(False)
+
+    def no_weight_decay(self):
+        return {"mask_token"}
+
+
+def test_param_groups_keep_norms_biases_and_named_params_out_of_weight_decay():
+    model = _Tiny()
+    decay, no_decay = param_groups_weight_decay(model, 0.05, model.no_weight_decay())
+    assert [p.shape for p in decay["params"]] == [model.proj.weight.shape]
+    no_decay_ids = {id(p) for p in no_decay["params"]}
+    assert no_decay_ids == {id(model.proj.bias), id(model.norm.weight), id(model.norm.bias), id(model.mask_token)}
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.05, 0.0)
+
+
+def test_schedules_drive_weight_decay_only_where_it_applies():
+    args = argparse.Namespace(lr=1e-3, opt_betas=[0.9, 0.95], opt_eps=1e-8, weight_decay=0.05)
+    optimizer = create_optimizer(args, _Tiny(), torch.device("cpu"))
+    assert optimizer.defaults["betas"] == (0.9, 0.95)
+    apply_schedules(optimizer, lr=0.25, weight_decay=0.01)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.25, 0.25]
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.01, 0.0]
+
+
+# ---- distributed environment ------------------------------------------------------------------
+
+def _clear_launch_env(monkeypatch):
+    for name in dist_utils.TORCHRUN_VARIABLES + ("LOCAL_WORLD_SIZE", "SLURM_NTASKS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_single_process_without_launcher(monkeypatch):
+    _clear_launch_env(monkeypatch)
+    env = dist_utils.init_distributed("cpu")
+    assert (env.rank, env.world_size, env.device.type, env.is_main) == (0, 1, "cpu", True)
+
+
+@pytest.mark.parametrize("variables, message", [
+    ({"SLURM_NTASKS": "8"}, "srun torchrun"),
+    ({"RANK": "0", "WORLD_SIZE": "2"}, "LOCAL_RANK, MASTER_ADDR, MASTER_PORT missing"),
+    ({"RANK": "2", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "x", "MASTER_PORT": "1"},
+     "inconsistent torchrun environment: RANK=2"),
+    ({"RANK": "a", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "x", "MASTER_PORT": "1"},
+     "must be integers"),
+])
+def test_inconsistent_launch_environment_fails_loudly(monkeypatch, variables, message):
+    _clear_launch_env(monkeypatch)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeError, match=message):
+        dist_utils.init_distributed("cpu")
+
+
+def test_cuda_requested_without_gpu_is_an_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(RuntimeError, match="--device cuda but no CUDA device"):
+        dist_utils._pick_device("cuda", 0)
+
+
+def test_derived_seeds_differ_per_rank_and_epoch_and_repeat():
+    seeds = {dist_utils.derive_seed(0, rank, epoch) for rank in range(4) for epoch in range(50)}
+    assert len(seeds) == 200
+    assert dist_utils.derive_seed(3, 1, 7) == dist_utils.derive_seed(3, 1, 7)
+    # Not seed + rank: rank 1 of seed 0 must not replay rank 0 of seed 1.
+    assert dist_utils.derive_seed(0, 1, 0) != dist_utils.derive_seed(1, 0, 0)
+
+
+def test_precision_defaults_to_fp32_on_cpu():
+    cpu = torch.device("cpu")
+    assert utils.resolve_precision(None, cpu) == "fp32"
+    assert utils.resolve_precision("bf16", cpu) == "bf16"
+    assert not utils.grad_scaler("fp32", cpu).is_enabled()
+    with utils.autocast("bf16", cpu):
+        assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16
+
+
+# ---- training checkpoints ----------------------------------------------------------------------
+
+def _training_state(epoch, seed=0):
+    torch.manual_seed(seed)
+    model = _Tiny()
+    args = argparse.Namespace(lr=1e-3, opt_betas=[0.9, 0.95], opt_eps=1e-8, weight_decay=0.05, window_size=(1, 2, 2))
+    optimizer = create_optimizer(args, model, torch.device("cpu"))
+    loss = model.norm(model.proj(torch.randn(5, 4))).pow(2).sum() + model.mask_token.sum()
+    loss.backward()
+    optimizer.step()
+    scaler = utils.grad_scaler("fp32", torch.device("cpu"))
+    return model, optimizer, scaler, dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
+                                          epoch=epoch, scaler=scaler.state_dict(), args=args, step=3 * (epoch + 1))
+
+
+def test_checkpoint_round_trip_restores_model_and_optimizer(tmp_path):
+    model, optimizer, scaler, state = _training_state(epoch=4)
+    utils.save_training_checkpoint(str(tmp_path), state, numbered=True)
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-4.pth", "checkpoint-latest.pth"]
+
+    path, checkpoint = utils.find_resume_checkpoint(str(tmp_path))
+    assert path.endswith("checkpoint-latest.pth") and checkpoint["args"].window_size == (1, 2, 2)
+    fresh, fresh_optimizer, fresh_scaler, _ = _training_state(epoch=0, seed=1)
+    next_epoch = utils.restore_training_state(checkpoint, path, fresh, fresh_optimizer, fresh_scaler)
+    assert next_epoch == 5
+    for key, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+    exp_avg = optimizer.state[model.proj.weight]["exp_avg"]
+    assert torch.equal(fresh_optimizer.state[fresh.proj.weight]["exp_avg"], exp_avg)
+    assert [g["use_weight_decay"] for g in fresh_optimizer.param_groups] == [True, False]
+
+
+def test_published_optimizer_state_without_our_group_flag_keeps_weight_decay_groups(tmp_path):
+    _, _, _, state = _training_state(epoch=0)
+    for group in state["optimizer"]["param_groups"]:
+        del group["use_weight_decay"]  # VideoMAE/SIGMA files do not have it
+    model, optimizer, scaler, _ = _training_state(epoch=0, seed=1)
+    utils.restore_training_state(state, "published.pth", model, optimizer, scaler)
+    apply_schedules(optimizer, lr=0.1, weight_decay=0.02)
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.02, 0.0]
+
+
+def test_mismatched_checkpoint_is_an_error_naming_the_file():
+    _, _, _, state = _training_state(epoch=0)
+    state["model"]["proj.weight"] = torch.zeros(5, 4)
+    model, optimizer, scaler, _ = _training_state(epoch=0, seed=1)
+    with pytest.raises(RuntimeError, match="other.pth: the checkpoint's weights do not fit this model"):
+        utils.restore_training_state(state, "other.pth", model, optimizer, scaler)
+
+
+def test_optimizer_state_of_a_differently_ordered_model_is_refused():
+    _, _, _, state = _training_state(epoch=0)
+    no_decay_ids = state["optimizer"]["param_groups"][1]["params"]
+    # Swap the state of two no-decay parameters of different shapes (bias (3,) vs mask_token (1,1,3)).
+    first, last = no_decay_ids[0], no_decay_ids[-1]
+    states = state["optimizer"]["state"]
+    states[first], states[last] = states[last], states[first]
+    model, optimizer, scaler, _ = _training_state(epoch=0, seed=1)
+    with pytest.raises(ValueError, match="x.pth: optimizer state 'exp_avg' has shape"):
+        utils.restore_training_state(state, "x.pth", model, optimizer, scaler)
+
+
+def test_auto_resume_skips_truncated_and_foreign_files(tmp_path, capsys):
+    for epoch in (0, 1, 2):
+        utils.save_training_checkpoint(str(tmp_path), _training_state(epoch)[3], numbered=True)
+    # A killed copy, a truncated newest file and a leftover temporary file of an atomic write.
+    latest = tmp_path / "checkpoint-latest.pth"
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
+    numbered = tmp_path / "checkpoint-2.pth"
+    numbered.write_bytes(numbered.read_bytes()[:100])
+    (tmp_path / ".checkpoint-3.pth.abc.tmp").write_bytes(b"partial")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "checkpoint-5.pth")  # not a training checkpoint
+
+    path, checkpoint = utils.find_resume_checkpoint(str(tmp_path))
+    assert os.path.basename(path) == "checkpoint-1.pth" and checkpoint["epoch"] == 1
+    warnings = capsys.readouterr().out
+    for name in ("checkpoint-latest.pth", "checkpoint-2.pth", "checkpoint-5.pth"):
+        assert f"not resuming from {tmp_path / name}" in warnings
+
+
+def test_auto_resume_prefers_a_newer_numbered_checkpoint_over_an_older_latest(tmp_path):
+    utils.save_training_checkpoint(str(tmp_path), _training_state(3)[3], numbered=False)
+    utils.save_training_checkpoint(str(tmp_path), _training_state(4)[3], numbered=True)
+    utils.save_training_checkpoint(str(tmp_path), _training_state(2)[3], numbered=False)  # e.g. copied back
+    path, checkpoint = utils.find_resume_checkpoint(str(tmp_path))
+    assert os.path.basename(path) == "checkpoint-4.pth" and checkpoint["epoch"] == 4
+
+
+def test_nothing_to_resume(tmp_path):
+    assert utils.find_resume_checkpoint(str(tmp_path)) == (None, None)
+    assert utils.find_resume_checkpoint(str(tmp_path / "missing")) == (None, None)
+    assert utils.find_resume_checkpoint("") == (None, None)
+
+
+def test_run_description_lists_sorted_arguments():
+    text = utils.describe_run(argparse.Namespace(b=1, a="x"))
+    assert text.startswith("git: ")
+    assert "torch " + torch.__version__.split("+")[0] in text
+    assert text.index("  a: x") < text.index("  b: 1")

@@ -1,0 +1,285 @@
+"""Helpers shared by the training scripts: flags, precision, run records, scalar logs, training checkpoints.
+
+Distributed setup and seeds live in dist_utils.py, the optimiser and schedules in
+optim_factory.py, checkpoint file I/O (atomic writes, safe loading, hub references)
+in checkpoint.py.
+"""
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import subprocess
+
+import torch
+
+from checkpoint import CheckpointError, load_checkpoint, save_checkpoint_atomic
+
+# ---------------------------------------------------------------------------------
+# Flags
+# ---------------------------------------------------------------------------------
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+class BoolFlag(argparse.Action):
+    """A boolean flag that can be switched both ways: `--x`, `--no-x` (also `--no_x`), `--x true|false`.
+
+    `--x True` is how the published SIGMA/VideoMAE scripts pass booleans (they used
+    `type=bool`, which turns any non-empty string, "False" included, into True);
+    here the value is read properly. `--no_x` is VideoMAE's spelling of the negation.
+    """
+
+    def __init__(self, option_strings, dest, default=None, required=False, help=None):
+        self._negations = set()
+        strings = []
+        for option in option_strings:
+            strings.append(option)
+            if option.startswith("--"):
+                negations = ["--no-" + option[2:], "--no_" + option[2:]]
+                strings.extend(negations)
+                self._negations.update(negations)
+        if help is not None and default is not None:
+            help += f" (default: {'on' if default else 'off'})"
+        super().__init__(strings, dest, nargs="?", default=default, required=required, help=help,
+                         metavar="true|false")
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        negated = option_string in self._negations
+        if value is None:
+            setattr(namespace, self.dest, not negated)
+            return
+        if negated:
+            parser.error(f"argument {option_string}: takes no value, got {value!r}")
+        if value.lower() not in _TRUE | _FALSE:
+            parser.error(f"argument {option_string}: expected true or false, got {value!r}")
+        setattr(namespace, self.dest, value.lower() in _TRUE)
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows a BoolFlag as `--x [true|false], --no-x` in --help instead of three value-taking options."""
+
+    def _format_action_invocation(self, action):
+        if isinstance(action, BoolFlag):
+            return f"{action.option_strings[0]} [true|false], {action.option_strings[1]}"
+        return super()._format_action_invocation(action)
+
+
+# ---------------------------------------------------------------------------------
+# Precision
+# ---------------------------------------------------------------------------------
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+
+
+def resolve_precision(requested, device):
+    """The `--precision` to use: the request, or bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU."""
+    if requested is None:
+        if device.type != "cuda":
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if requested == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16 support; "
+                         "use --precision fp16")
+    return requested
+
+
+def autocast(precision, device):
+    """The autocast context of `precision` (a no-op context for fp32)."""
+    dtype = AUTOCAST_DTYPES[precision]
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def grad_scaler(precision, device):
+    """A loss scaler, enabled only for fp16, whose 5-bit exponent underflows small gradients."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+# ---------------------------------------------------------------------------------
+# What ran: revision, versions, arguments
+# ---------------------------------------------------------------------------------
+
+REPO_DIR = os.path.dirname(os.path.abspath(__file__))
+REPORTED_PACKAGES = ("torch", "torchvision", "timm", "numpy", "decord", "av", "einops")
+
+
+def git_revision():
+    """The commit of this checkout, with "+uncommitted changes" when the tree is dirty."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_DIR,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return commit + (" +uncommitted changes" if dirty else "")
+
+
+def library_versions():
+    versions = {"python": platform.python_version()}
+    for name in REPORTED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    versions["cuda"] = torch.version.cuda or "none"
+    if torch.cuda.is_available():
+        versions["gpu"] = torch.cuda.get_device_name()
+    return versions
+
+
+def describe_run(args):
+    """Git revision, library versions and the sorted arguments, as printed at the start of a run."""
+    lines = [f"git: {git_revision()}",
+             "versions: " + ", ".join(f"{k} {v}" for k, v in library_versions().items()),
+             "arguments:"]
+    lines += [f"  {key}: {value}" for key, value in sorted(vars(args).items())]
+    return "\n".join(lines)
+
+
+def save_json(obj, path):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def append_json_line(obj, path):
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(obj) + "\n")
+
+
+# ---------------------------------------------------------------------------------
+# Scalars: TensorBoard, optionally Weights & Biases
+# ---------------------------------------------------------------------------------
+
+class ScalarLogger:
+    """Writes scalars to TensorBoard and, with `--wandb`, to Weights & Biases (main rank only)."""
+
+    def __init__(self, log_dir, wandb_run=None):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.log_dir = log_dir
+        self.writer = SummaryWriter(log_dir=log_dir)
+        self.wandb_run = wandb_run
+
+    def log(self, scalars, step):
+        for name, value in scalars.items():
+            self.writer.add_scalar(name, value, step)
+        if self.wandb_run is not None:
+            self.wandb_run.log(scalars, step=step)
+
+    def close(self):
+        self.writer.close()
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+
+
+def start_wandb(args):
+    """A Weights & Biases run for `args` (imported only here: wandb is never required otherwise)."""
+    try:
+        import wandb
+    except ImportError:
+        raise RuntimeError("--wandb needs the wandb package (pip install wandb); "
+                           "TensorBoard logs are written without it") from None
+    return wandb.init(project=args.wandb_project, name=args.run_name, config=vars(args),
+                      dir=args.output_dir or None)
+
+
+# ---------------------------------------------------------------------------------
+# Training checkpoints: checkpoint-{epoch}.pth and the rolling checkpoint-latest.pth
+# ---------------------------------------------------------------------------------
+
+LATEST_CHECKPOINT = "checkpoint-latest.pth"
+# Matches what this code writes, not the temporary files of an unfinished atomic write.
+_CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+|latest)\.pth")
+TRAINING_KEYS = ("model", "optimizer", "epoch")
+
+
+def save_training_checkpoint(output_dir, state, numbered):
+    """Writes `state` to checkpoint-latest.pth and, if `numbered`, to checkpoint-{epoch}.pth.
+
+    Each file is written atomically (complete or absent, never truncated), so
+    auto-resume never meets a half-written newest file.
+    """
+    if numbered:
+        save_checkpoint_atomic(state, os.path.join(output_dir, f"checkpoint-{state['epoch']}.pth"))
+    save_checkpoint_atomic(state, os.path.join(output_dir, LATEST_CHECKPOINT))
+
+
+def find_resume_checkpoint(output_dir):
+    """The newest complete training checkpoint in `output_dir`: (path, checkpoint dict) or (None, None).
+
+    checkpoint-latest.pth is tried first, then checkpoint-{epoch}.pth newest first;
+    a file that does not load (truncated, corrupt) or lacks the training keys is
+    skipped with a warning, never resumed from.
+    """
+    if not output_dir or not os.path.isdir(output_dir):
+        return None, None
+    numbered = []
+    for name in os.listdir(output_dir):
+        match = _CHECKPOINT_NAME.fullmatch(name)
+        if match and match.group(1) != "latest":
+            numbered.append((int(match.group(1)), os.path.join(output_dir, name)))
+    numbered.sort(reverse=True)
+    candidates = [(None, os.path.join(output_dir, LATEST_CHECKPOINT))] + numbered
+
+    best_path, best = None, None
+    for name_epoch, path in candidates:
+        if not os.path.exists(path):
+            continue
+        if best is not None and name_epoch is not None and name_epoch <= best["epoch"]:
+            break
+        try:
+            checkpoint = load_checkpoint(path)
+            missing = [key for key in TRAINING_KEYS if key not in checkpoint]
+            if missing:
+                raise CheckpointError(f"{path} is not a training checkpoint: it has no {', '.join(missing)}")
+        except CheckpointError as error:
+            print(f"WARNING: not resuming from {path}: {error}", flush=True)
+            continue
+        if best is None or checkpoint["epoch"] > best["epoch"]:
+            best_path, best = path, checkpoint
+    return best_path, best
+
+
+def restore_training_state(checkpoint, source, model, optimizer, scaler):
+    """Loads model, optimiser and loss-scaler state from a training checkpoint; returns the next epoch.
+
+    Any mismatch is an error naming `source`: continuing with part of the state
+    would silently train something else than what the checkpoint describes.
+    """
+    try:
+        model.load_state_dict(checkpoint["model"], strict=True)
+    except RuntimeError as error:
+        raise RuntimeError(f"{source}: the checkpoint's weights do not fit this model; "
+                           f"check --model and the model flags against its args.\n{error}") from None
+    if "optimizer" in checkpoint:
+        # load_state_dict replaces each group's settings with the saved ones; files
+        # written by other code lack our group keys (use_weight_decay, lr_scale), so
+        # those are put back where the file has none.
+        settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+        try:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        except ValueError as error:
+            raise ValueError(f"{source}: the optimizer state does not fit this model's parameter groups: "
+                             f"{error}") from None
+        for group, own in zip(optimizer.param_groups, settings):
+            for key, value in own.items():
+                group.setdefault(key, value)
+        _check_optimizer_shapes(optimizer, source)
+    if checkpoint.get("scaler") and scaler.is_enabled():
+        scaler.load_state_dict(checkpoint["scaler"])
+    return int(checkpoint["epoch"]) + 1
+
+
+def _check_optimizer_shapes(optimizer, source):
+    # Optimiser state is matched to parameters by position, so a file from a model
+    # whose parameters are ordered differently could load without any error.
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if torch.is_tensor(value) and value.dim() > 0 and value.shape != param.shape:
+                    raise ValueError(f"{source}: optimizer state {name!r} has shape {tuple(value.shape)} "
+                                     f"for a parameter of shape {tuple(param.shape)}")
