@@ -374,7 +374,8 @@ def usage_entropy(assignments, num_prototypes):
         0, assignments, torch.ones_like(assignments, dtype=torch.float32))
     usage = counts / counts.sum()
     entropy = -(usage * torch.log(usage.clamp_min(1e-12))).sum()
-    return entropy / math.log(num_prototypes)
+    # abs: one used prototype gives -0.0 (a negated zero sum), printed as "-0.000".
+    return (entropy / math.log(num_prototypes)).abs()
 
 
 # ---------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 import dist_utils
 import utils
-from checkpoint import load_checkpoint
+from checkpoint import OptimizerStateMismatchError, format_args, load_checkpoint, load_optimizer_state
 from datasets import build_pretraining_dataset, check_bad_fraction, multiple_samples_collate, seed_worker
 from engine_for_pretraining import train_one_epoch
 from masking_generator import MASK_GENERATORS
@@ -194,8 +194,10 @@ def train(args, env):
     else:
         print("WARNING: no --output_dir: no checkpoint, log or TensorBoard file will be written")
 
-    path, checkpoint = find_checkpoint(args, env)
+    path, checkpoint, own_run = find_checkpoint(args, env)
     if checkpoint is not None:
+        if not own_run and checkpoint.get("args") is not None:
+            print(f"settings of {path}:\n{format_args(checkpoint['args'])}")
         adopt_checkpoint_architecture(checkpoint.get("args"), args)
 
     dist_utils.seed_everything(args.seed)  # the same initial weights on every rank
@@ -244,8 +246,12 @@ def train(args, env):
     scaler = utils.grad_scaler(args.precision, device)
 
     start_epoch = 0
-    if checkpoint is not None:
+    if checkpoint is not None and own_run:
         start_epoch = utils.restore_training_state(checkpoint, path, model_without_ddp, optimizer, scaler)
+        print(f"resumed from {path} (epoch {checkpoint['epoch']} done); continuing at epoch {start_epoch}")
+        report_changed_settings(checkpoint.get("args"), args)
+    elif checkpoint is not None:
+        start_epoch = continue_from(checkpoint, path, model_without_ddp, optimizer, scaler)
         print(f"resumed from {path} (epoch {checkpoint['epoch']} done); continuing at epoch {start_epoch}")
         report_changed_settings(checkpoint.get("args"), args)
 
@@ -296,19 +302,44 @@ def train(args, env):
 
 
 def find_checkpoint(args, env):
-    """(path, checkpoint) to start from: the newest complete one in --output_dir, else --resume, else (None, None).
+    """(path, checkpoint, own_run) to start from, else (None, None, False).
 
-    Rank 0 chooses and the others load the same file, so no two ranks can resume
-    from different epochs.
+    The newest complete checkpoint in --output_dir (own_run: this run's own file),
+    else --resume (a checkpoint of another run, a released one included). Rank 0
+    chooses and the others load the same file, so no two ranks can resume from
+    different epochs.
     """
     if args.auto_resume and args.output_dir:
         path, checkpoint = utils.find_resume_checkpoint(args.output_dir) if env.is_main else (None, None)
         path = dist_utils.broadcast_object(path)
         if path is not None:
-            return path, checkpoint if checkpoint is not None else load_checkpoint(path)
+            return path, checkpoint if checkpoint is not None else load_checkpoint(path), True
     if args.resume:
-        return args.resume, load_checkpoint(args.resume)
-    return None, None
+        return args.resume, load_checkpoint(args.resume), False
+    return None, None, False
+
+
+def continue_from(checkpoint, source, model, optimizer, scaler):
+    """Starts from another run's checkpoint (e.g. a released one); returns the next epoch.
+
+    The weights must fit exactly. The AdamW moments are matched to parameters by
+    name, because files written by other code order their parameters differently;
+    where they do not fit, training goes on with fresh moments and says so, since
+    the weights alone are a valid starting point.
+    """
+    try:
+        model.load_state_dict(checkpoint["model"], strict=True)
+    except RuntimeError as error:
+        raise RuntimeError(f"{source}: the checkpoint's weights do not fit this model; "
+                           f"check --model and the model flags against its args.\n{error}") from None
+    try:
+        load_optimizer_state(optimizer, model, checkpoint)
+        print(f"optimizer state of {source} loaded (matched by parameter name)")
+    except OptimizerStateMismatchError as error:
+        print(f"WARNING: {source}: optimizer state not loaded ({error}); continuing with fresh AdamW moments")
+    if checkpoint.get("scaler") and scaler.is_enabled():
+        scaler.load_state_dict(checkpoint["scaler"])
+    return int(checkpoint["epoch"]) + 1
 
 
 # The settings that decide the shapes of the saved weights.

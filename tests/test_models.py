@@ -530,3 +530,13 @@ def test_learned_position_table_is_resized_to_the_new_grid():
     table = source.pos_embed.detach().reshape(4, 4, 4, 192)
     expected = table.reshape(2, 2, 2, 2, 2, 2, 192).mean(dim=(1, 3, 5)).reshape(1, 8, 192)
     torch.testing.assert_close(target.pos_embed.detach(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_usage_entropy_hand_worked_values():
+    from modeling_pretrain import usage_entropy
+
+    assert usage_entropy(torch.arange(8) % 4, 4).item() == pytest.approx(1.0)
+    # Two of four prototypes used equally: log 2 / log 4.
+    assert usage_entropy(torch.tensor([0, 1, 0, 1]), 4).item() == pytest.approx(0.5)
+    collapsed = usage_entropy(torch.zeros(6, dtype=torch.long), 4)
+    assert collapsed.item() == 0.0 and math.copysign(1.0, collapsed.item()) == 1.0  # never "-0.000"

@@ -163,10 +163,29 @@ def test_resume_from_another_run_takes_its_architecture(synthetic_videos, tmp_pa
     out = pretrain(synthetic_videos, tmp_path / "continued", "--epochs", "2", "--num_prototypes", "32",
                    "--steps_per_epoch", "1", "--resume", str(source / "checkpoint-0.pth"))
     stdout = capsys.readouterr().out
+    assert f"settings of {source / 'checkpoint-0.pth'}:\n" in stdout and "  num_prototypes: 12\n" in stdout
     assert "using the checkpoint's --num_prototypes 12 instead of 32" in stdout
+    assert f"optimizer state of {source / 'checkpoint-0.pth'} loaded (matched by parameter name)" in stdout
     assert f"resumed from {source / 'checkpoint-0.pth'} (epoch 0 done); continuing at epoch 1" in stdout
     assert [r["epoch"] for r in epoch_log(out)] == [1]
     assert load_checkpoint(out / "checkpoint-1.pth")["model"]["prototypes"].shape == (12, 256)
+
+
+def test_continuing_from_a_checkpoint_whose_optimizer_does_not_fit_starts_fresh_moments(
+        synthetic_videos, tmp_path, capsys):
+    source = pretrain(synthetic_videos, tmp_path / "source", "--epochs", "1", "--steps_per_epoch", "1")
+    checkpoint = load_checkpoint(source / "checkpoint-0.pth")
+    groups = checkpoint["optimizer"]["param_groups"]
+    checkpoint["optimizer"]["param_groups"] = [dict(groups[0], params=groups[0]["params"] + groups[1]["params"])]
+    torch.save(checkpoint, tmp_path / "one_group.pth")
+    capsys.readouterr()
+    out = pretrain(synthetic_videos, tmp_path / "continued", "--epochs", "2", "--steps_per_epoch", "1",
+                   "--resume", str(tmp_path / "one_group.pth"))
+    stdout = capsys.readouterr().out
+    assert (f"WARNING: {tmp_path / 'one_group.pth'}: optimizer state not loaded (the saved optimizer has "
+            "parameter groups of sizes") in stdout
+    assert "continuing with fresh AdamW moments" in stdout
+    assert [r["epoch"] for r in epoch_log(out)] == [1]
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(synthetic_videos, tmp_path):
