@@ -578,7 +578,13 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    torch.set_grad_enabled(False)
+    # A context, not torch.set_grad_enabled(False): main() is also called in-process
+    # (tests, notebooks), where a global switch would outlive the call.
+    with torch.no_grad():
+        run_command(args)
+
+
+def run_command(args):
     if args.command == "info":
         info(args.source, args.revision)
     elif args.command == "strip":

@@ -197,3 +197,9 @@ def test_import_refuses_a_key_bias(tmp_path):
     state = {"videomae.encoder.layer.0.attention.attention.key.bias": torch.ones(4)}
     with pytest.raises(convert.CheckpointError, match="no key bias"):
         convert.from_transformers(state)
+
+
+def test_main_leaves_autograd_enabled(pretraining_file, tmp_path):
+    # main() runs in-process in these tests; a global no-grad switch once leaked into later ones.
+    convert.main(["strip", str(pretraining_file), str(tmp_path / "weights.pth")])
+    assert torch.is_grad_enabled()
