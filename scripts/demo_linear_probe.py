@@ -33,7 +33,8 @@ PROBE_FLAGS = ["--linear_probing", "--mixup", "0", "--cutmix", "0", "--aa", "non
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="directory of train.csv, val.csv, test.csv")
+    parser.add_argument("--data", required=True,
+                        help="directory of train.csv, val.csv, test.csv (paths relative to it, labels from 0)")
     parser.add_argument("--sigma", required=True, help="output directory of the SIGMA pretraining run")
     parser.add_argument("--videomae", required=True, help="output directory of the pixel-target (VideoMAE) run")
     parser.add_argument("--output_dir", required=True, help="where the three probe runs write their outputs")
@@ -55,11 +56,22 @@ def run_settings(run_dir):
             str(saved["sampling_rate"])]
 
 
+def count_classes(data):
+    """Classes of a data directory: from the synthetic set's meta.json, else 1 + the largest train label."""
+    meta = os.path.join(data, "meta.json")
+    if os.path.isfile(meta):
+        with open(meta) as f:
+            return len(json.load(f)["classes"])
+    sys.path.insert(0, REPO)
+    from datasets import read_clip_list
+
+    return 1 + max(label for _, label in read_clip_list(os.path.join(data, "train.csv")))
+
+
 def probe(name, checkpoint, settings, args):
     """Runs one linear probe; returns its test top-1 (in %) from the run's log.txt."""
     output_dir = os.path.join(args.output_dir, name)
-    with open(os.path.join(args.data, "meta.json")) as f:
-        num_classes = len(json.load(f)["classes"])
+    num_classes = count_classes(args.data)
     command = [args.python, os.path.join(REPO, "run_class_finetuning.py"), "--data_set", "custom",
                "--nb_classes", str(num_classes), "--data_path", args.data, *settings, *PROBE_FLAGS,
                "--num_workers", str(args.num_workers), "--output_dir", output_dir]
