@@ -370,11 +370,11 @@ def test_demo_probe_command_is_the_documented_one(tmp_path):
     for name, size in runs.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "args.json").write_text(
-            f'{{"model": "pretrain_videomae_{size}_patch16_224", "input_size": 64, "num_frames": 16, '
-            '"sampling_rate": 2}')
+            f'{{"model": "pretrain_videomae_{size}_patch16_224", "input_size": 96, "num_frames": 8, '
+            '"sampling_rate": 4}')
     settings = demo_linear_probe.run_settings(tmp_path / "sigma")
-    assert settings == ["--model", "vit_tiny_patch16_224", "--input_size", "64", "--short_side_size", "64",
-                        "--num_frames", "16", "--sampling_rate", "2"]
+    assert settings == ["--model", "vit_tiny_patch16_224", "--input_size", "96", "--short_side_size", "96",
+                        "--num_frames", "8", "--sampling_rate", "4"]
     assert demo_linear_probe.run_settings(tmp_path / "pixel") == settings
     with pytest.raises(SystemExit, match="pretrained different models"):
         demo_linear_probe.main(["--data", str(tmp_path), "--sigma", str(tmp_path / "sigma"),
