@@ -141,6 +141,24 @@ def cleanup():
         dist.destroy_process_group()
 
 
+def launch(entry, args, what):
+    """Runs entry(args, env) in this process's group: the one main() of every entry point.
+
+    Only rank 0 prints. A rank that fails names itself and the error (`what`, e.g.
+    "pretraining", says what stopped); torchrun then stops the ranks still running.
+    """
+    env = init_distributed(args.device, args.dist_timeout)
+    if env.world_size > 1:
+        print_only_on_main(env.is_main)
+    try:
+        entry(args, env)
+    except BaseException as error:
+        if env.world_size > 1:
+            print(f"[rank {env.rank}] {what} stopped: {type(error).__name__}: {error}", force=True, flush=True)
+        raise
+    cleanup()
+
+
 # ---------------------------------------------------------------------------------
 # Seeds
 # ---------------------------------------------------------------------------------

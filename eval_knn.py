@@ -68,9 +68,10 @@ def split_clips(args, split):
 
 
 def main(args):
-    env = dist_utils.init_distributed(args.device, args.dist_timeout)
-    if env.world_size > 1:
-        dist_utils.print_only_on_main(env.is_main)
+    dist_utils.launch(evaluate, args, "k-NN evaluation")
+
+
+def evaluate(args, env):
     args.precision = utils.resolve_precision(args.precision, env.device)
     print(utils.describe_run(args))
     encoder = build_encoder(args).to(env.device)
@@ -84,7 +85,6 @@ def main(args):
         print(f"k-NN (k={min(k, len(bank['labels']))}, T={args.temperature}) of {n} val videos against "
               f"{len(bank['labels'])} train videos: top-1 {100 * correct[1] / n:.2f}%, "
               f"top-5 {100 * correct[5] / n:.2f}%")
-    dist_utils.cleanup()
 
 
 if __name__ == "__main__":

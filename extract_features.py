@@ -110,9 +110,10 @@ def compute_features(encoder, clips, args, env, tokens=False):
 
 
 def main(args):
-    env = dist_utils.init_distributed(args.device, args.dist_timeout)
-    if env.world_size > 1:
-        dist_utils.print_only_on_main(env.is_main)
+    dist_utils.launch(extract, args, "feature extraction")
+
+
+def extract(args, env):
     args.precision = utils.resolve_precision(args.precision, env.device)
     print(utils.describe_run(args))
     list_path, root = resolve_clip_list(args.data_path, args.data_path_csv)
@@ -126,7 +127,6 @@ def main(args):
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         save_checkpoint_atomic(result, args.output)
         print(f"wrote {tuple(result['features'].shape)} features ({result['pooling']}) of {list_path} to {args.output}")
-    dist_utils.cleanup()
 
 
 if __name__ == "__main__":

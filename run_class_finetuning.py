@@ -251,16 +251,7 @@ def parse_args(argv=None):
 
 
 def main(args):
-    env = dist_utils.init_distributed(args.device, args.dist_timeout)
-    if env.world_size > 1:
-        dist_utils.print_only_on_main(env.is_main)
-    try:
-        run(args, env)
-    except BaseException as error:
-        if env.world_size > 1:
-            print(f"[rank {env.rank}] fine-tuning stopped: {type(error).__name__}: {error}", force=True, flush=True)
-        raise
-    dist_utils.cleanup()
+    dist_utils.launch(run, args, "fine-tuning")
 
 
 def run(args, env):

@@ -168,17 +168,7 @@ def parse_args(argv=None):
 
 
 def main(args):
-    env = dist_utils.init_distributed(args.device, args.dist_timeout)
-    if env.world_size > 1:
-        dist_utils.print_only_on_main(env.is_main)
-    try:
-        train(args, env)
-    except BaseException as error:
-        if env.world_size > 1:
-            # Each failing rank names itself; torchrun then stops the ranks still running.
-            print(f"[rank {env.rank}] pretraining stopped: {type(error).__name__}: {error}", force=True, flush=True)
-        raise
-    dist_utils.cleanup()
+    dist_utils.launch(train, args, "pretraining")
 
 
 def train(args, env):
