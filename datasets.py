@@ -488,7 +488,7 @@ def build_dataset(is_train, test_mode, args):
     """
     split = "train" if is_train else "test" if test_mode else "val"
     nb_classes = _num_classes(args.data_set, args.nb_classes)
-    list_path, root = _split_list(args.data_path, getattr(args, "data_path_csv", None), split)
+    list_path, root = split_list(args.data_path, getattr(args, "data_path_csv", None), split)
     clips = read_clip_list(list_path, root, num_classes=nb_classes)
     check_clip_files(clips, args.max_bad_fraction, list_path)
     if is_train:
@@ -522,7 +522,7 @@ def _num_classes(data_set, nb_classes):
     return expected
 
 
-def _split_list(data_path, data_path_csv, split):
+def split_list(data_path, data_path_csv, split):
     """(list_path, root) of a split: LIST_DIR/{train,val,test}.csv, with LIST_DIR --data_path_csv
     (videos under --data_path) or --data_path (videos relative to it)."""
     list_dir, root = (data_path_csv, data_path) if data_path_csv else (data_path, None)

@@ -12,14 +12,13 @@ similar bank videos (k capped at the bank size), each of which votes for its lab
 weight exp(similarity / T); the scores of the classes are the summed votes.
 """
 import argparse
-import os
 
 import torch
 import torch.nn.functional as F
 
 import dist_utils
 import utils
-from datasets import read_clip_list
+from datasets import read_clip_list, split_list
 from engine_for_finetuning import topk_correct
 from extract_features import add_encoder_args, build_encoder, compute_features
 
@@ -62,9 +61,8 @@ def knn_classify(bank, bank_labels, queries, num_classes, k=200, temperature=0.0
 
 
 def split_clips(args, split):
-    """The clips of LIST_DIR/{split}.csv, the fine-tuning layout of --data_path / --data_path_csv."""
-    list_dir, root = (args.data_path_csv, args.data_path) if args.data_path_csv else (args.data_path, None)
-    return read_clip_list(os.path.join(list_dir, f"{split}.csv"), root, num_classes=args.nb_classes)
+    """The clips of a split, in the fine-tuning layout of --data_path / --data_path_csv."""
+    return read_clip_list(*split_list(args.data_path, args.data_path_csv, split), num_classes=args.nb_classes)
 
 
 def main(args):
