@@ -63,6 +63,22 @@ def _load_json(path):
         raise AnnotationError(f"{path}: not valid JSON ({error})") from None
 
 
+def _json_entries(path, required, listing):
+    """(where, entry) for each object of a JSON list of annotations; `required` keys must be in each.
+
+    `listing` describes the expected list in the error, e.g. "{vid_name, label, ...}".
+    """
+    entries = _load_json(path)
+    if not isinstance(entries, list):
+        raise AnnotationError(f"{path}: expected a list of {listing}")
+    for number, entry in enumerate(entries):
+        where = f"{path}: entry {number}"
+        if not isinstance(entry, dict) or any(key not in entry for key in required):
+            keys = " and ".join(f"'{key}'" for key in required)
+            raise AnnotationError(f"{where}: expected an object with {keys}, got {entry!r:.80}")
+        yield where, entry
+
+
 def _int(text, where, what):
     try:
         return int(text)
@@ -155,14 +171,8 @@ def read_ssv2(labels_path, split_paths, ext="webm"):
 
     clips = {}
     for split, path in split_paths.items():
-        entries = _load_json(path)
-        if not isinstance(entries, list):
-            raise AnnotationError(f"{path}: expected a list of {{id, label, template, placeholders}}")
         clips[split] = []
-        for number, entry in enumerate(entries):
-            where = f"{path}: entry {number}"
-            if not isinstance(entry, dict) or "id" not in entry or "template" not in entry:
-                raise AnnotationError(f"{where}: expected an object with 'id' and 'template', got {entry!r:.80}")
+        for where, entry in _json_entries(path, ("id", "template"), "{id, label, template, placeholders}"):
             name = str(entry["template"]).replace("[", "").replace("]", "")
             if name not in index:
                 raise AnnotationError(f"{where} (id {entry['id']}): template {name!r} is not in {labels_path}")
@@ -246,14 +256,8 @@ def read_diving48(split_paths, ext="mp4"):
     """
     clips = {}
     for split, path in split_paths.items():
-        entries = _load_json(path)
-        if not isinstance(entries, list):
-            raise AnnotationError(f"{path}: expected a list of {{vid_name, label, ...}}")
         clips[split] = []
-        for number, entry in enumerate(entries):
-            where = f"{path}: entry {number}"
-            if not isinstance(entry, dict) or "vid_name" not in entry or "label" not in entry:
-                raise AnnotationError(f"{where}: expected an object with 'vid_name' and 'label', got {entry!r:.80}")
+        for where, entry in _json_entries(path, ("vid_name", "label"), "{vid_name, label, ...}"):
             label = _int(entry["label"], where, "label")
             if label < 0:
                 raise AnnotationError(f"{where}: negative label {label}")
