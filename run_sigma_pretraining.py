@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 import dist_utils
 import utils
-from checkpoint import OptimizerStateMismatchError, format_args, load_checkpoint, load_optimizer_state
+from checkpoint import format_args, load_checkpoint
 from datasets import build_pretraining_dataset, check_bad_fraction, multiple_samples_collate, seed_worker
 from engine_for_pretraining import train_one_epoch
 from masking_generator import MASK_GENERATORS
@@ -236,12 +236,8 @@ def train(args, env):
     scaler = utils.grad_scaler(args.precision, device)
 
     start_epoch = 0
-    if checkpoint is not None and own_run:
-        start_epoch = utils.restore_training_state(checkpoint, path, model_without_ddp, optimizer, scaler)
-        print(f"resumed from {path} (epoch {checkpoint['epoch']} done); continuing at epoch {start_epoch}")
-        report_changed_settings(checkpoint.get("args"), args)
-    elif checkpoint is not None:
-        start_epoch = continue_from(checkpoint, path, model_without_ddp, optimizer, scaler)
+    if checkpoint is not None:
+        start_epoch = utils.restore_training_state(checkpoint, path, model_without_ddp, optimizer, scaler, own_run)
         print(f"resumed from {path} (epoch {checkpoint['epoch']} done); continuing at epoch {start_epoch}")
         report_changed_settings(checkpoint.get("args"), args)
 
@@ -307,29 +303,6 @@ def find_checkpoint(args, env):
     if args.resume:
         return args.resume, load_checkpoint(args.resume), False
     return None, None, False
-
-
-def continue_from(checkpoint, source, model, optimizer, scaler):
-    """Starts from another run's checkpoint (e.g. a released one); returns the next epoch.
-
-    The weights must fit exactly. The AdamW moments are matched to parameters by
-    name, because files written by other code order their parameters differently;
-    where they do not fit, training goes on with fresh moments and says so, since
-    the weights alone are a valid starting point.
-    """
-    try:
-        model.load_state_dict(checkpoint["model"], strict=True)
-    except RuntimeError as error:
-        raise RuntimeError(f"{source}: the checkpoint's weights do not fit this model; "
-                           f"check --model and the model flags against its args.\n{error}") from None
-    try:
-        load_optimizer_state(optimizer, model, checkpoint)
-        print(f"optimizer state of {source} loaded (matched by parameter name)")
-    except OptimizerStateMismatchError as error:
-        print(f"WARNING: {source}: optimizer state not loaded ({error}); continuing with fresh AdamW moments")
-    if checkpoint.get("scaler") and scaler.is_enabled():
-        scaler.load_state_dict(checkpoint["scaler"])
-    return int(checkpoint["epoch"]) + 1
 
 
 # The settings that decide the shapes of the saved weights.

@@ -14,7 +14,8 @@ import subprocess
 
 import torch
 
-from checkpoint import CheckpointError, load_checkpoint, save_checkpoint_atomic
+from checkpoint import (CheckpointError, OptimizerStateMismatchError, load_checkpoint, load_optimizer_state,
+                        save_checkpoint_atomic)
 
 # ---------------------------------------------------------------------------------
 # Flags
@@ -244,18 +245,29 @@ def find_resume_checkpoint(output_dir):
     return best_path, best
 
 
-def restore_training_state(checkpoint, source, model, optimizer, scaler):
+def restore_training_state(checkpoint, source, model, optimizer, scaler, own_run=True):
     """Loads model, optimiser and loss-scaler state from a training checkpoint; returns the next epoch.
 
-    Any mismatch is an error naming `source`: continuing with part of the state
-    would silently train something else than what the checkpoint describes.
+    The weights must fit exactly. With own_run (resuming this run's checkpoint) any
+    optimiser mismatch is an error naming `source`: continuing with part of the
+    state would silently train something else than what the checkpoint describes.
+    Otherwise (another run's checkpoint, a released one included) the AdamW moments
+    are matched by parameter name, because files written by other code order their
+    parameters differently; where they do not fit, training goes on with fresh
+    moments and says so, since the weights alone are a valid starting point.
     """
     try:
         model.load_state_dict(checkpoint["model"], strict=True)
     except RuntimeError as error:
         raise RuntimeError(f"{source}: the checkpoint's weights do not fit this model; "
                            f"check --model and the model flags against its args.\n{error}") from None
-    if "optimizer" in checkpoint:
+    if not own_run:
+        try:
+            load_optimizer_state(optimizer, model, checkpoint)
+            print(f"optimizer state of {source} loaded (matched by parameter name)")
+        except OptimizerStateMismatchError as error:
+            print(f"WARNING: {source}: optimizer state not loaded ({error}); continuing with fresh AdamW moments")
+    elif "optimizer" in checkpoint:
         # load_state_dict replaces each group's settings with the saved ones; files
         # written by other code lack our group keys (use_weight_decay, lr_scale), so
         # those are put back where the file has none.
