@@ -19,28 +19,38 @@ from optim_factory import apply_schedules
 from utils import autocast
 
 
+# The model's statistics shown on each log line; all of them go to TensorBoard and log.txt.
+PRINTED_STATS = ("loss_model", "loss_phi", "model_accuracy", "model_majority", "model_usage", "phi_cosine")
+
+
 class MetricSums:
-    """Per-step scalar tensors summed on the device; read only when logging."""
+    """Per-step scalar tensors summed on the device, with how many steps gave each; read
+    only when logging. (The feature geometry is measured on logging steps only.)"""
 
     def __init__(self):
         self.sums = {}
+        self.counts = {}
         self.steps = 0
 
     def add(self, values):
         for name, value in values.items():
             value = value.detach().float()
             self.sums[name] = self.sums[name] + value if name in self.sums else value
+            self.counts[name] = self.counts.get(name, 0) + 1
         self.steps += 1
 
 
 def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, start_step, num_steps,
                     lr_schedule, wd_schedule, device, precision, clip_grad=None, print_freq=10,
-                    scalar_logger=None):
+                    scalar_logger=None, frozen=()):
     """Trains `num_steps` steps of `data_loader`; returns the epoch's means as floats.
 
     Batches are dicts with "video" uint8 (B, 3, T, H, W), "mask" bool (B, N) on the
     CPU, and "num_bad" (B,) counts of replaced unreadable videos. Step `i` of the
     epoch uses lr_schedule / wd_schedule at the global step start_step + i.
+    frozen: (parameters, until_step) pairs; those parameters are not updated (their
+    gradients are dropped, so AdamW neither moves nor decays them) before global step
+    until_step.
     Raises FloatingPointError on every rank when the mean loss of a logging
     interval is not finite.
     """
@@ -49,7 +59,7 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
     world_size = dist_utils.world_size()
     interval = MetricSums()
     counters = dict(clips=0.0, bad_videos=0.0, data_wait_s=0.0)
-    epoch_sums, epoch_counters, epoch_steps = {}, dict.fromkeys(counters, 0.0), 0
+    epoch_sums, epoch_counts, epoch_counters, epoch_steps = {}, {}, dict.fromkeys(counters, 0.0), 0
     epoch_start = interval_start = time.perf_counter()
     loader = iter(data_loader)
 
@@ -63,11 +73,15 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
         # uint8 crosses to the device (4x less than float) and is normalised there.
         videos = normalize_video(batch["video"].to(device, non_blocking=True))
         # The mask stays on the CPU: the model reads its masked count there, without a sync.
-        with autocast(precision, device):
-            loss, stats = model(videos, batch["mask"])
-        scaler.scale(loss).backward()
-
         log_now = (i + 1) % print_freq == 0 or i + 1 == num_steps
+        with autocast(precision, device):
+            loss, stats = model(videos, batch["mask"], measure_features=log_now)
+        scaler.scale(loss).backward()
+        for frozen_params, until_step in frozen:
+            if step < until_step:
+                for param in frozen_params:
+                    param.grad = None
+
         grad_norm = None
         if clip_grad is not None or log_now:
             scaler.unscale_(optimizer)  # norms and clipping apply to the true gradients
@@ -90,7 +104,7 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
         vector = torch.stack([interval.sums[n] for n in names]
                              + [torch.tensor(counters[n], device=device) for n in counters])
         values = dist_utils.all_reduce_sum(vector).tolist()
-        means = {n: v / (interval.steps * world_size) for n, v in zip(names, values)}
+        means = {n: v / (interval.counts[n] * world_size) for n, v in zip(names, values)}
         totals = dict(zip(counters, values[len(names):]))
         if not math.isfinite(means["loss"]):
             raise FloatingPointError(
@@ -106,7 +120,7 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
         norm = float(grad_norm)
         eta = datetime.timedelta(seconds=int(seconds_per_step * (num_steps - i - 1)))
         eta_run = datetime.timedelta(seconds=int(seconds_per_step * (len(lr_schedule) - step - 1)))
-        stat_text = "  ".join(f"{n} {means[n]:.4f}" for n in names if n != "loss")
+        stat_text = "  ".join(f"{n} {means[n]:.4f}" for n in PRINTED_STATS if n in means)
         print(f"Epoch [{epoch}/{epochs}] [{i + 1:>{len(str(num_steps))}}/{num_steps}]  eta {eta} (run {eta_run})  "
               f"loss {means['loss']:.4f}  {stat_text}  lr {lr:.3e}  wd {wd:.4f}  grad_norm {norm:.3f}  "
               f"clips/s {clips_per_s:.1f}  data {data_wait:.3f}s", flush=True)
@@ -118,7 +132,8 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
             scalar_logger.log(scalars, step + 1)
 
         for n in names:
-            epoch_sums[n] = epoch_sums.get(n, 0.0) + means[n] * interval.steps
+            epoch_sums[n] = epoch_sums.get(n, 0.0) + means[n] * interval.counts[n]
+            epoch_counts[n] = epoch_counts.get(n, 0) + interval.counts[n]
         for n in counters:
             epoch_counters[n] += totals[n]
         epoch_steps += interval.steps
@@ -127,7 +142,7 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
         interval_start = now
 
     seconds = time.perf_counter() - epoch_start
-    return {**{n: v / epoch_steps for n, v in epoch_sums.items()},
+    return {**{n: v / epoch_counts[n] for n, v in epoch_sums.items()},
             "lr": float(lr_schedule[start_step + num_steps - 1]),
             "wd": float(wd_schedule[start_step + num_steps - 1]),
             "clips": int(epoch_counters["clips"]),

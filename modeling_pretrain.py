@@ -38,6 +38,8 @@ TARGET_NORM_EPS = 1e-6
 MLP_PROJECTION_DIM = 256
 # Softmax temperature of the swapped prediction loss.
 SWAV_TEMPERATURE = 0.1
+# std of mask_token's initial normal, which the published code also uses as its cut.
+MASK_TOKEN_STD = 0.02
 
 DECODER_PRESETS = {
     "tiny": dict(decoder_embed_dim=96, decoder_num_heads=3),
@@ -138,6 +140,7 @@ class PretrainVisionTransformerEncoder(nn.Module):
                              persistent=False)
         self.blocks = make_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate=drop_path_rate)
         self.norm = layer_norm(embed_dim)
+        self.apply(_init_xavier)
 
     def forward(self, x, visible_index):
         x = self.patch_embed(x)
@@ -155,6 +158,7 @@ class PretrainVisionTransformerDecoder(nn.Module):
         self.blocks = make_blocks(embed_dim, depth, num_heads, mlp_ratio, qkv_bias, drop_path_rate=drop_path_rate)
         self.norm = layer_norm(embed_dim)
         self.head = nn.Linear(embed_dim, out_dim)
+        self.apply(_init_xavier)
 
     def forward(self, x, num_masked):
         for block in self.blocks:
@@ -219,10 +223,11 @@ class PretrainVisionTransformer(nn.Module):
                 nn.Linear(1024, 512), nn.GELU(), nn.Linear(512, MLP_PROJECTION_DIM))
         if loss_func == "SWAV":
             self.prototypes = nn.Parameter(torch.randn(num_prototypes, out_dim))
-        # xavier-uniform Linear weights and zero biases everywhere (the patch
-        # embedding keeps PyTorch's Conv3d init), as in the published code.
-        self.apply(_init_xavier)
-        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        # The published initialisation (METHOD.md, "Initialisation"): encoder and decoder
+        # initialise their own Linear layers (xavier-uniform, zero bias); the patch
+        # embedding, encoder_to_decoder and phi keep PyTorch's defaults (phi with non-zero
+        # biases); mask_token is a normal of std 0.02 cut at one std; prototypes randn.
+        nn.init.trunc_normal_(self.mask_token, std=MASK_TOKEN_STD, a=-MASK_TOKEN_STD, b=MASK_TOKEN_STD)
 
         # The teacher is frozen and never saved, so it is kept out of the module tree:
         # not in state_dict(), parameters() (the optimiser, DDP) or train(). _apply
@@ -293,9 +298,14 @@ class PretrainVisionTransformer(nn.Module):
 
     # ---- video model ----------------------------------------------------------------
 
-    def forward_decoder(self, videos, visible_index, masked_index):
-        """Predictions of the video model for the masked tokens: (B, N_m, out_dim)."""
-        x_vis = self.encoder_to_decoder(self.encoder(videos, visible_index))
+    def forward_encoder(self, videos, visible_index):
+        """Encoder features of the visible tokens: (B, N_v, D)."""
+        return self.encoder(videos, visible_index)
+
+    def forward_decoder(self, x_vis, visible_index, masked_index):
+        """Predictions of the video model for the masked tokens: (B, N_m, out_dim), from the
+        encoder's features x_vis (B, N_v, D)."""
+        x_vis = self.encoder_to_decoder(x_vis)
         batch = x_vis.shape[0]
         pos = self.decoder_pos_embed.expand(batch, -1, -1).to(x_vis.dtype)
         x = torch.cat((x_vis + gather_tokens(pos, visible_index),
@@ -321,7 +331,8 @@ class PretrainVisionTransformer(nn.Module):
         to predict the other side's Sinkhorn assignment (its argmax, or the whole
         distribution with soft targets), so the first term trains phi and the
         prototypes and the second trains the video model.
-        Returns (loss_phi, loss_model, stats).
+        Returns (loss_phi, loss_model, stats); stats are the collapse diagnostics of
+        ``assignment_stats``.
         """
         scores_phi = self.prototype_scores(targets.flatten(0, 1), self.prototypes)
         scores_model = self.prototype_scores(predictions.flatten(0, 1), self.prototypes.detach())
@@ -335,23 +346,22 @@ class PretrainVisionTransformer(nn.Module):
         else:
             loss_phi = F.cross_entropy(logits_phi, q_model.argmax(dim=-1))
             loss_model = F.cross_entropy(logits_model, q_phi.argmax(dim=-1))
-        nearest = scores_model.detach().argmax(dim=-1)
-        stats = {
-            "loss_phi": loss_phi.detach(),
-            "loss_model": loss_model.detach(),
-            # The collapse detector: how evenly the model's own nearest prototypes are
-            # used (1 = uniform over all K, 0 = one prototype for every token).
-            "prototype_entropy": usage_entropy(nearest, scores_model.shape[1]),
-            # How often the model's nearest prototype is phi's Sinkhorn assignment.
-            "target_accuracy": (nearest == q_phi.argmax(dim=-1)).float().mean(),
-        }
+        stats = {"loss_phi": loss_phi.detach(), "loss_model": loss_model.detach()}
+        # The video model learns phi's assignments and phi the model's: each side is scored
+        # against the targets it is trained on.
+        stats.update(assignment_stats("model", scores_model.detach(), q_phi))
+        stats.update(assignment_stats("phi", scores_phi.detach(), q_model))
         return loss_phi, loss_model, stats
 
-    def forward(self, videos, mask):
+    def forward(self, videos, mask, measure_features=False):
         """videos (B, 3, T, H, W) ImageNet-normalised; mask (B, N) bool, True = masked.
 
         Returns (loss, stats): the scalar loss and a dict of detached 0-dim tensors
         (no host synchronisation happens here, so the engine decides when to read them).
+        With ``measure_features`` stats also hold the feature geometry of the encoder
+        (and, for SWAV, of phi): mean pairwise cosine and effective rank, whose
+        eigenvalue solver may synchronise with the device, so the engine asks for them
+        only when it logs.
         """
         if self.loss_func == "SWAV":
             with torch.no_grad():
@@ -360,22 +370,97 @@ class PretrainVisionTransformer(nn.Module):
         visible_index, masked_index = mask_indices(mask)
         visible_index = visible_index.to(videos.device, non_blocking=True)
         masked_index = masked_index.to(videos.device, non_blocking=True)
-        predictions = self.forward_decoder(videos, visible_index, masked_index)
+        x_vis = self.forward_encoder(videos, visible_index)
+        predictions = self.forward_decoder(x_vis, visible_index, masked_index)
         targets = self.projection_targets(videos, masked_index)
         if self.loss_func == "L2":
-            return F.mse_loss(predictions.float(), targets.float()), {}
-        loss_phi, loss_model, stats = self.swav_terms(predictions, targets)
-        return loss_phi + loss_model, stats
+            loss, stats = F.mse_loss(predictions.float(), targets.float()), {}
+        else:
+            loss_phi, loss_model, stats = self.swav_terms(predictions, targets)
+            loss = loss_phi + loss_model
+        if measure_features:
+            stats.update(feature_geometry("encoder", x_vis.detach().flatten(0, 1)))
+            if self.loss_func == "SWAV":
+                stats.update(feature_geometry("phi", targets.detach().flatten(0, 1)))
+        return loss, stats
 
 
-def usage_entropy(assignments, num_prototypes):
-    """Normalised entropy in [0, 1] of how often each prototype is chosen; sync-free (scatter, not bincount)."""
-    counts = torch.zeros(num_prototypes, device=assignments.device).scatter_add_(
+# ---------------------------------------------------------------------------------
+# Collapse diagnostics (METHOD.md, "Collapse diagnostics")
+# ---------------------------------------------------------------------------------
+
+def assignment_stats(side, scores, targets_q):
+    """How one side of the SWAV loss predicts its hard targets; all sync-free 0-dim tensors.
+
+    scores (N, K): this side's prototype scores; targets_q (N, K): the other side's
+    Sinkhorn assignments, whose argmax this side is trained to predict. Keys, prefixed
+    with `side`:
+    - usage: normalised entropy of this side's predicted prototypes (argmax of its
+      scores); 1 = all K used evenly, 0 = one prototype for every tube;
+    - target_usage: the same for its hard targets;
+    - max_q: mean largest Sinkhorn probability of its targets; 1/K means the targets are
+      uniform and their argmax arbitrary, 1 means confident;
+    - accuracy: how often the predicted prototype is the target;
+    - majority: the share of the most frequent target, the accuracy of always predicting
+      it: an accuracy near this baseline is not learning, whatever its value.
+    """
+    num_prototypes = scores.shape[1]
+    predicted = scores.argmax(dim=-1)
+    target = targets_q.argmax(dim=-1)
+    target_counts = prototype_counts(target, num_prototypes)
+    return {
+        f"{side}_usage": usage_entropy(predicted, num_prototypes),
+        f"{side}_target_usage": normalised_entropy(target_counts),
+        f"{side}_max_q": targets_q.max(dim=-1).values.mean(),
+        f"{side}_accuracy": (predicted == target).float().mean(),
+        f"{side}_majority": target_counts.max() / target_counts.sum(),
+    }
+
+
+def feature_geometry(name, features):
+    """Mean pairwise cosine and effective rank of features (N, d), as 0-dim float32 tensors.
+
+    - cosine: the mean of z_i . z_j over pairs i != j of the unit features z; about 0
+      for features spread in all directions, 1 when they all point one way (collapse);
+    - rank: the effective rank exp(H(p)) of the unit features, p the singular values
+      normalised to sum 1 (Roy and Vetterli, 2007; RankMe): from 1 (one direction) to
+      min(N, d) (all singular values equal).
+    """
+    z = F.normalize(features.double(), dim=-1)
+    # Non-finite features (a diverging run, which the engine stops at this logging step)
+    # give NaN diagnostics rather than an eigenvalue solver error; no host sync decides it.
+    finite = torch.isfinite(z).all()
+    z = torch.where(finite, z, torch.zeros_like(z))
+    count = z.shape[0]
+    total = z.sum(dim=0)
+    cosine = (total @ total - count) / max(count * (count - 1), 1)
+    # Singular values from the smaller Gram matrix: d x d for N >= d.
+    gram = z.t() @ z if count >= z.shape[1] else z @ z.t()
+    singular = torch.linalg.eigvalsh(gram).clamp_min(0).sqrt()
+    p = singular / singular.sum()
+    rank = torch.exp(-(p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))).sum())
+    nan = torch.full_like(rank, float("nan"))
+    cosine, rank = torch.where(finite, cosine, nan), torch.where(finite, rank, nan)
+    return {f"{name}_cosine": cosine.float(), f"{name}_rank": rank.float()}
+
+
+def prototype_counts(assignments, num_prototypes):
+    """How often each prototype is chosen: float32 (K,); sync-free (scatter, not bincount)."""
+    return torch.zeros(num_prototypes, device=assignments.device).scatter_add_(
         0, assignments, torch.ones_like(assignments, dtype=torch.float32))
+
+
+def normalised_entropy(counts):
+    """Entropy of counts (K,) normalised by ln K, in [0, 1]."""
     usage = counts / counts.sum()
     entropy = -(usage * torch.log(usage.clamp_min(1e-12))).sum()
     # abs: one used prototype gives -0.0 (a negated zero sum), printed as "-0.000".
-    return (entropy / math.log(num_prototypes)).abs()
+    return (entropy / math.log(len(counts))).abs()
+
+
+def usage_entropy(assignments, num_prototypes):
+    """Normalised entropy in [0, 1] of how often each of the K prototypes is chosen."""
+    return normalised_entropy(prototype_counts(assignments, num_prototypes))
 
 
 # ---------------------------------------------------------------------------------

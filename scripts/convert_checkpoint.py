@@ -529,7 +529,7 @@ def compare_pretraining(ours, hf_model):
     mask = tube.repeat(grid_t).unsqueeze(0)
     visible, masked = mask_indices(mask)
     return output_differences(
-        ours, hf_model, lambda: ours.forward_decoder(clip, visible, masked),
+        ours, hf_model, lambda: ours.forward_decoder(ours.forward_encoder(clip, visible), visible, masked),
         lambda: hf_model(pixel_values=clip.permute(0, 2, 1, 3, 4), bool_masked_pos=mask).logits)
 
 

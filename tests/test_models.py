@@ -274,7 +274,7 @@ def test_swav_loss_hand_worked_case():
     # phi swaps the two tokens: every target is the other prototype, CE([0, 10], 0) = log(1 + e^10).
     loss_phi, loss_model, stats = model.swav_terms(predictions, torch.stack([e1, e0]).view(1, 2, 1536))
     assert (loss_phi + loss_model).item() == pytest.approx(2 * math.log1p(math.exp(10)), rel=1e-6)
-    assert stats["target_accuracy"].item() == 0.0
+    assert stats["model_accuracy"].item() == 0.0
 
 
 def reference_swav_loss(predictions, targets, prototypes, eps, iterations, temperature, soft):
@@ -334,7 +334,7 @@ def test_gradients_of_each_term_reach_only_their_parts():
     model = create_pretrain_model(TINY, target_type="mlp", loss_func="SWAV", num_prototypes=16, **SMALL_CLIP)
     videos, mask = tiny_batch(model)
     visible, masked = mask_indices(mask)
-    predictions = model.forward_decoder(videos, visible, masked)
+    predictions = model.forward_decoder(model.forward_encoder(videos, visible), visible, masked)
     targets = model.projection_targets(videos, masked)
     loss_phi, loss_model, _ = model.swav_terms(predictions, targets)
 
@@ -540,3 +540,164 @@ def test_usage_entropy_hand_worked_values():
     assert usage_entropy(torch.tensor([0, 1, 0, 1]), 4).item() == pytest.approx(0.5)
     collapsed = usage_entropy(torch.zeros(6, dtype=torch.long), 4)
     assert collapsed.item() == 0.0 and math.copysign(1.0, collapsed.item()) == 1.0  # never "-0.000"
+
+
+# ---------------------------------------------------------------------------------
+# Initialisation (METHOD.md, "Initialisation"): the published one, parameter by parameter
+# ---------------------------------------------------------------------------------
+
+# std of a normal cut at +-1 std, relative to the uncut std: sqrt(1 - 2 phi(1) / (2 Phi(1) - 1)).
+ONE_STD_CUT_RATIO = math.sqrt(1 - 2 * math.exp(-0.5) / math.sqrt(2 * math.pi) / math.erf(1 / math.sqrt(2)))
+
+
+def assert_uniform(tensor, bound, name):
+    """Drawn from U(-bound, bound): inside the bound, reaching near it, with std bound / sqrt(3)."""
+    values = tensor.detach().double().flatten()
+    assert values.abs().max() <= bound * (1 + 1e-6), name
+    assert values.abs().max() >= bound * 0.95, (name, values.abs().max().item(), bound)
+    assert values.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.1), name
+
+
+def pytorch_default_bound(weight):
+    """PyTorch's default Linear/Conv init: kaiming-uniform with a = sqrt(5), i.e. U(+-1/sqrt(fan_in)),
+    and the same bound for the bias."""
+    return 1 / math.sqrt(weight[0].numel())
+
+
+def test_pretraining_model_has_the_published_initialisation():
+    torch.manual_seed(0)
+    model = create_pretrain_model(TINY, target_type="mlp", loss_func="SWAV", num_prototypes=512, **SMALL_CLIP)
+    checked = set()
+
+    def check(name, kind):
+        param = dict(model.named_parameters())[name]
+        checked.add(name)
+        if kind == "zeros":
+            assert param.abs().max().item() == 0.0, name
+        elif kind == "ones":
+            assert torch.equal(param, torch.ones_like(param)), name
+        elif kind == "xavier":
+            fan_out, fan_in = param.shape
+            assert_uniform(param, math.sqrt(6 / (fan_in + fan_out)), name)
+        elif kind == "default":
+            assert_uniform(param, pytorch_default_bound(param), name)
+        else:  # a default-init bias: the bound of its weight, never zero
+            weight = dict(model.named_parameters())[name.replace(".bias", ".weight")]
+            assert_uniform(param, pytorch_default_bound(weight), name)
+
+    for name, param in model.named_parameters():
+        if name.startswith(("encoder.blocks.", "decoder.blocks.", "decoder.head.")):
+            if name.endswith(("q_bias", "v_bias", ".bias")):
+                check(name, "zeros")
+            elif ".norm" in name:
+                check(name, "ones")
+            else:
+                check(name, "xavier")
+        elif name in ("encoder.norm.weight", "decoder.norm.weight"):
+            check(name, "ones")
+        elif name in ("encoder.norm.bias", "decoder.norm.bias"):
+            check(name, "zeros")
+    # PyTorch's defaults where the published code initialises nothing.
+    check("encoder.patch_embed.proj.weight", "default")
+    check("encoder.patch_embed.proj.bias", "default bias")
+    check("encoder_to_decoder.weight", "default")
+    for index in (0, 2, 4, 6):  # phi: default weights and non-zero default biases
+        check(f"head.{index}.weight", "default")
+        check(f"head.{index}.bias", "default bias")
+    # mask_token: normal of std 0.02 cut at one std.
+    mask_token = model.mask_token.detach().double()
+    checked.add("mask_token")
+    assert mask_token.abs().max().item() <= 0.02
+    # 96 values: the sample std lies within about 15% of the cut normal's.
+    assert mask_token.std().item() == pytest.approx(0.02 * ONE_STD_CUT_RATIO, rel=0.2)
+    # Prototypes: standard normal rows (renormalised at every step, not at construction).
+    checked.add("prototypes")
+    assert model.prototypes.std().item() == pytest.approx(1.0, rel=0.02)
+    assert model.prototypes.mean().abs().item() < 0.02
+    assert checked == {name for name, _ in model.named_parameters()}
+
+
+def test_classifier_has_the_published_initialisation():
+    torch.manual_seed(0)
+    model = create_model("vit_tiny_patch16_224", num_classes=400, img_size=32, all_frames=4, init_scale=0.001)
+    for name, param in model.named_parameters():
+        values = param.detach().double()
+        if name == "patch_embed.proj.weight":
+            assert_uniform(values, pytorch_default_bound(values), name)
+        elif name == "patch_embed.proj.bias":
+            assert_uniform(values, pytorch_default_bound(model.patch_embed.proj.weight), name)
+        elif name.endswith((".bias", "q_bias", "v_bias")):
+            assert values.abs().max().item() == 0.0, name
+        elif "norm" in name:
+            assert torch.equal(values, torch.ones_like(values)), name
+        else:
+            # timm's truncated normal of std 0.02 cut at +-2 (absolute): a plain normal in practice.
+            expected = 0.02 * (0.001 if name == "head.weight" else 1.0)
+            assert values.std().item() == pytest.approx(expected, rel=0.1), name
+            assert values.abs().max().item() > 3 * expected, name  # not cut at one or two std
+
+
+# ---------------------------------------------------------------------------------
+# Collapse diagnostics (METHOD.md, "Collapse diagnostics")
+# ---------------------------------------------------------------------------------
+
+def reference_geometry(features):
+    """Mean pairwise cosine over i != j and effective rank, in float64 numpy from the definitions."""
+    z = features / np.linalg.norm(features, axis=1, keepdims=True)
+    cosines = z @ z.T
+    n = len(z)
+    mean_cosine = (cosines.sum() - np.trace(cosines)) / (n * (n - 1))
+    singular = np.linalg.svd(z, compute_uv=False)
+    p = singular / singular.sum()
+    p = p[p > 0]
+    return mean_cosine, float(np.exp(-(p * np.log(p)).sum()))
+
+
+@pytest.mark.parametrize("shape", [(300, 16), (10, 64)])  # more tokens than dims, and fewer
+def test_feature_geometry_equals_float64_definitions(shape):
+    from modeling_pretrain import feature_geometry
+
+    torch.manual_seed(0)
+    features = torch.randn(*shape) + 0.5  # a common offset: cosine well above 0
+    stats = feature_geometry("f", features)
+    cosine, rank = reference_geometry(features.double().numpy())
+    assert stats["f_cosine"].item() == pytest.approx(cosine, abs=1e-6)
+    assert stats["f_rank"].item() == pytest.approx(rank, rel=1e-5)
+
+
+def test_feature_geometry_of_collapsed_and_spread_features():
+    from modeling_pretrain import feature_geometry
+
+    collapsed = feature_geometry("f", torch.tensor([[3.0, 4.0]]).repeat(50, 1))
+    assert collapsed["f_cosine"].item() == pytest.approx(1.0)
+    assert collapsed["f_rank"].item() == pytest.approx(1.0, abs=1e-6)
+    # +-e_i: every direction used equally, so the rank is full; the mean over pairs i != j is
+    # -1 / (N - 1) (each vector's opposite is one of the N - 1 others).
+    spread = feature_geometry("f", torch.cat([torch.eye(8), -torch.eye(8)]))
+    assert spread["f_rank"].item() == pytest.approx(8.0)
+    assert spread["f_cosine"].item() == pytest.approx(-1 / 15)
+
+
+def test_assignment_stats_hand_worked():
+    from modeling_pretrain import assignment_stats
+
+    # 4 tokens, K = 4. Predicted prototypes (argmax of scores): 0, 0, 1, 2.
+    scores = torch.tensor([[0.9, 0.1, 0.0, 0.0], [0.8, 0.0, 0.1, 0.0], [0.0, 0.7, 0.0, 0.1], [0.0, 0.0, 0.6, 0.5]])
+    # Targets (argmax of q): 0, 0, 0, 2, with max q 0.7, 0.4, 0.25, 0.5.
+    q = torch.tensor([[0.7, 0.1, 0.1, 0.1], [0.4, 0.3, 0.2, 0.1], [0.25, 0.25, 0.25, 0.25], [0.1, 0.2, 0.5, 0.2]])
+    stats = assignment_stats("side", scores, q)
+    entropy = lambda p: -sum(x * math.log(x) for x in p if x > 0) / math.log(4)  # noqa: E731
+    assert stats["side_usage"].item() == pytest.approx(entropy([0.5, 0.25, 0.25]))
+    assert stats["side_target_usage"].item() == pytest.approx(entropy([0.75, 0.25]))
+    assert stats["side_max_q"].item() == pytest.approx((0.7 + 0.4 + 0.25 + 0.5) / 4)
+    assert stats["side_accuracy"].item() == pytest.approx(3 / 4)  # tokens 0, 1, 3
+    assert stats["side_majority"].item() == pytest.approx(3 / 4)  # target 0 for 3 of 4
+
+
+def test_feature_geometry_of_non_finite_features_is_nan_not_an_error():
+    from modeling_pretrain import feature_geometry
+
+    features = torch.randn(40, 8)
+    features[3, 2] = float("nan")
+    stats = feature_geometry("f", features)
+    assert math.isnan(stats["f_cosine"].item()) and math.isnan(stats["f_rank"].item())

@@ -81,9 +81,19 @@ def test_pretraining_run_for_each_target(synthetic_videos, tmp_path, dino_teache
     assert args.min_lr == pytest.approx(1e-5 * 2 / 256) and args.window_size == (2, 2, 2)
     with open(out / "args.json") as f:
         assert json.load(f)["lr"] == pytest.approx(args.lr)
+    # The collapse diagnostics of METHOD.md: the encoder's feature geometry for every target,
+    # the assignment statistics of both sides for SWAV.
+    assert 1 <= record["train_encoder_rank"] <= 192 and -1 <= record["train_encoder_cosine"] <= 1
+    diagnostics = {f"train_{side}_{name}" for side in ("model", "phi") for name in
+                   ("usage", "target_usage", "max_q", "accuracy", "majority")} | {"train_phi_cosine", "train_phi_rank"}
     if loss_func == "SWAV":
-        assert 0 <= record["train_prototype_entropy"] <= 1
+        assert diagnostics <= record.keys()
+        assert all(0 <= record[key] <= 1 for key in diagnostics if not key.endswith(("rank", "cosine")))
+        # Never below uniform: the most frequent of K=16 targets has at least 1/16 of them.
+        assert 1 / 16 <= record["train_model_majority"] and 1 / 16 <= record["train_phi_max_q"]
         assert any(name.startswith("events.out.tfevents") for name in os.listdir(out / "tensorboard"))
+    else:
+        assert not diagnostics & record.keys()
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -104,7 +114,8 @@ def test_tensorboard_scalars(synthetic_videos, tmp_path):
     events = EventAccumulator(str(out / "tensorboard"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train/loss", "train/lr", "train/grad_norm", "train/prototype_entropy", "data/bad_videos",
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/model_usage", "train/model_accuracy",
+            "train/model_majority", "train/phi_cosine", "train/encoder_rank", "data/bad_videos",
             "perf/clips_per_s"} <= tags
     assert [event.step for event in events.Scalars("train/loss")] == [1, 2]
 
@@ -242,8 +253,8 @@ import modeling_pretrain, run_sigma_pretraining as run
 
 forward, calls = modeling_pretrain.PretrainVisionTransformer.forward, []
 
-def faulty_forward(self, videos, mask):
-    loss, stats = forward(self, videos, mask)
+def faulty_forward(self, videos, mask, **kwargs):
+    loss, stats = forward(self, videos, mask, **kwargs)
     calls.append(1)
     if os.environ["RANK"] == "1" and len(calls) == {at_call}:
         if {failure!r} == "error":
@@ -393,8 +404,29 @@ def test_summary_of_a_run(synthetic_videos, tmp_path):
     out = pretrain(synthetic_videos, tmp_path / "run", "--epochs", "2")
     text = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "summarize_pretraining.py"), str(out)],
                           capture_output=True, text=True, check=True).stdout
-    first, last = (r["train_loss"] for r in epoch_log(out))
-    assert f"loss         {first:.3f} -> {last:.3f}" in text
-    assert "prototypes   usage by the video model's predictions" in text and "K=16" in text
-    assert "(chance 6.2%)" in text
+    records = epoch_log(out)
+    first, last = records[0], records[-1]
+    assert re.search(rf"loss +{first['train_loss']:.3f} -> {last['train_loss']:.3f} ", text)
+    assert "2 ln K = 5.55" in text  # K = 16
+    # Each diagnostic from its first to its last epoch, the accuracy beside its majority baseline.
+    assert re.search(rf"predicts phi's cluster +{first['train_model_accuracy']:.1%} -> "
+                     rf"{last['train_model_accuracy']:.1%}", text)
+    assert re.search(rf"always the most frequent one +{first['train_model_majority']:.1%} -> "
+                     rf"{last['train_model_majority']:.1%}", text)
+    assert re.search(rf"feature cosine +{first['train_phi_cosine']:.3f} -> {last['train_phi_cosine']:.3f}", text)
+    assert "collapse" in text
     assert str(out / "checkpoint-latest.pth") in text and "tensorboard --logdir" in text
+
+
+def test_summary_names_the_signs_of_collapse():
+    from scripts import summarize_pretraining as summary
+
+    healthy = {"train_phi_cosine": 0.4, "train_model_max_q": 0.2, "train_model_usage": 0.8,
+               "train_model_accuracy": 0.30, "train_model_majority": 0.05}
+    assert summary.collapse_signs(healthy, num_prototypes=64) == []
+    collapsed = {"train_phi_cosine": 0.99, "train_model_max_q": 0.018, "train_model_usage": 0.0,
+                 "train_model_accuracy": 0.109, "train_model_majority": 0.11}
+    signs = summary.collapse_signs(collapsed, num_prototypes=64)
+    assert len(signs) == 4
+    assert "0.990" in signs[0] and "uniform 0.0156" in signs[1] and "usage 0.00" in signs[2]
+    assert "10.9%" in signs[3] and "11.0%" in signs[3]
