@@ -384,7 +384,9 @@ class VideoPretrainingDataset(Dataset):
 
 
 def build_pretraining_dataset(args):
-    """The pretraining dataset from run_sigma_pretraining.py's arguments (see INTERFACES.md)."""
+    """The pretraining dataset from run_sigma_pretraining.py's arguments: data_path, data_path_csv,
+    max_bad_fraction, input_size, augmentation, gray_scale_prob, mask_type, window_size, mask_ratio,
+    num_frames, sampling_rate, num_sample."""
     list_path, root = resolve_clip_list(args.data_path, args.data_path_csv)
     clips = read_clip_list(list_path, root)
     check_clip_files(clips, args.max_bad_fraction, list_path)

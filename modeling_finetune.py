@@ -22,7 +22,7 @@ from timm.layers import DropPath, Mlp, trunc_normal_
 
 LAYER_NORM_EPS = 1e-6
 
-# Encoder sizes of the published presets (SPEC.md), plus `tiny` for CPU runs.
+# Encoder sizes of the published presets (METHOD.md, section 2), plus `tiny` for CPU runs.
 ENCODER_PRESETS = {
     "tiny": dict(embed_dim=192, depth=12, num_heads=3),
     "small": dict(embed_dim=384, depth=12, num_heads=6),

@@ -8,7 +8,7 @@ normalised; tubelets t x p x p [2 x 16 x 16] give N tokens [1568] ordered (t, h,
 the mask (B, N) has the same count N_m of masked tokens in every row [1408], so
 visible and masked tokens are gathered with index tensors.
 
-Targets by ``target_type`` (SPEC.md):
+Targets by ``target_type`` (METHOD.md, section 3):
 - ``pixel``: per-tube normalised pixels, regressed with L2 (VideoMAE).
 - ``mlp``: the same tubes through a learned MLP phi (``head``), trained jointly (SIGMA-MLP).
 - ``dino_v1`` / ``dino_v2``: patch features of a frozen DINO ViT on the first frame of

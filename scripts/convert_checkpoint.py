@@ -25,7 +25,7 @@ Semantics of the export. transformers' VideoMAEModel drops its final LayerNorm w
 ``use_mean_pooling`` is on, and VideoMAEForVideoClassification then mean-pools and
 applies ``fc_norm``; with it off, the classifier reads token 0 as if it were a CLS
 token, which VideoMAE does not have. So the encoder is exported, like the
-fine-tuning classifier of SPEC.md section 2 uses it, *without* the pretraining
+fine-tuning classifier of METHOD.md section 9 uses it, *without* the pretraining
 encoder's final ``norm`` and with ``use_mean_pooling=True``: ``last_hidden_state``
 equals ``VisionTransformer.forward_tokens`` here, and
 ``VideoMAEForVideoClassification.from_pretrained(dir, num_labels=...)`` starts
@@ -214,7 +214,7 @@ def strip(source, destination, encoder_only=False, input_size=None, num_frames=N
 # ------------------------------------------------------------------------------------------
 
 def to_transformers(state, prefix):
-    """Classifier-style weights -> transformers VideoMAE names (SPEC.md section 3).
+    """Classifier-style weights -> transformers VideoMAE names (METHOD.md section 10).
 
     `prefix` is "videomae." inside VideoMAEForVideoClassification, "" for a VideoMAEModel.
     The attention biases are written as `q_bias` / `v_bias` (transformers 4 names;

@@ -97,7 +97,7 @@ def test_unequal_mask_counts_are_refused():
 
 
 # ---------------------------------------------------------------------------------
-# Key layout (SPEC.md, "Checkpoints")
+# Key layout (METHOD.md, section 8)
 # ---------------------------------------------------------------------------------
 
 BLOCK_KEYS = ["norm1.weight", "norm1.bias", "attn.q_bias", "attn.v_bias", "attn.qkv.weight", "attn.proj.weight",
@@ -458,14 +458,14 @@ def test_mismatched_checkpoints_fail_clearly():
 # ---------------------------------------------------------------------------------
 
 def to_transformers_layer(state, ours, theirs):
-    """One block's weights in transformers' VideoMAE naming (mapping from SPEC.md section 3)."""
+    """One block's weights in transformers' VideoMAE naming (mapping from METHOD.md section 10)."""
     query, key, value = state[f"{ours}.attn.qkv.weight"].chunk(3)
     mapped = {
         f"{theirs}.attention.attention.query.weight": query,
         f"{theirs}.attention.attention.key.weight": key,
         f"{theirs}.attention.attention.value.weight": value,
         # transformers 5 keeps the query and value biases on the Linear layers
-        # (`qv_bias`); SPEC.md's `q_bias` / `v_bias` names are transformers 4's.
+        # (`qv_bias`); METHOD.md's `q_bias` / `v_bias` names are transformers 4's.
         f"{theirs}.attention.attention.query.bias": state[f"{ours}.attn.q_bias"],
         f"{theirs}.attention.attention.value.bias": state[f"{ours}.attn.v_bias"],
     }
