@@ -458,6 +458,7 @@ PRETRAIN_ARGS_TO_KWARGS = {
     "sinkhorn_eps": "sinkhorn_eps",
     "sinkhorn_iterations": "sinkhorn_iterations",
     "soft_targets": "soft_targets",
+    "queue_length": "queue_length",
     "drop_path": "drop_path_rate",
 }
 DINO_TARGETS = ("dino_v1", "dino_v2")

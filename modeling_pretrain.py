@@ -174,6 +174,7 @@ class PretrainVisionTransformer(nn.Module):
                  decoder_embed_dim=384, decoder_depth=4, decoder_num_heads=6, mlp_ratio=4.0, qkv_bias=True,
                  drop_path_rate=0.0, target_type="pixel", loss_func="L2", normlize_target=True,
                  num_prototypes=3000, sinkhorn_eps=0.05, sinkhorn_iterations=10, soft_targets=False,
+                 queue_length=0,
                  distillation_teacher="dino_b", teacher_weights=None):
         super().__init__()
         if target_type not in TARGET_TYPES:
@@ -189,6 +190,7 @@ class PretrainVisionTransformer(nn.Module):
         self.sinkhorn_eps = sinkhorn_eps
         self.sinkhorn_iterations = sinkhorn_iterations
         self.soft_targets = soft_targets
+        self.queue_length = queue_length
         self.tubelet_size = tubelet_size
         self.patch_size = patch_size
 
@@ -223,6 +225,11 @@ class PretrainVisionTransformer(nn.Module):
                 nn.Linear(1024, 512), nn.GELU(), nn.Linear(512, MLP_PROJECTION_DIM))
         if loss_func == "SWAV":
             self.prototypes = nn.Parameter(torch.randn(num_prototypes, out_dim))
+            # Unit features of the last `queue_length` masked tubes of this process, per side:
+            # Sinkhorn balances the batch together with them (SwAV's queue for small batches).
+            # Not saved: a resumed run starts with an empty queue.
+            self.register_buffer("queue", torch.zeros(2, queue_length, out_dim), persistent=False)
+            self.queue_filled = 0
         # The published initialisation (METHOD.md, "Initialisation"): encoder and decoder
         # initialise their own Linear layers (xavier-uniform, zero bias); the patch
         # embedding, encoder_to_decoder and phi keep PyTorch's defaults (phi with non-zero
@@ -323,6 +330,25 @@ class PretrainVisionTransformer(nn.Module):
         with torch.autocast(device_type=features.device.type, enabled=False):
             return F.normalize(features.float(), dim=-1) @ prototypes.float().t()
 
+    @torch.no_grad()
+    def assignments(self, scores_phi, scores_model, targets, predictions):
+        """Sinkhorn assignments (N, K) of both sides; with a queue, balanced together with the
+        queued tubes (scored against today's prototypes), which then take this batch's place."""
+        if not self.queue_length or not self.training:
+            return (sinkhorn_knopp(scores_phi, self.sinkhorn_eps, self.sinkhorn_iterations),
+                    sinkhorn_knopp(scores_model, self.sinkhorn_eps, self.sinkhorn_iterations))
+        prototypes = self.prototypes.float()
+        result = []
+        for side, (scores, features) in enumerate(((scores_phi, targets), (scores_model, predictions))):
+            queued = self.queue[side, :self.queue_filled]
+            with torch.autocast(device_type=scores.device.type, enabled=False):
+                all_scores = torch.cat((scores, queued @ prototypes.t()))
+            result.append(sinkhorn_knopp(all_scores, self.sinkhorn_eps, self.sinkhorn_iterations)[:len(scores)])
+            unit = F.normalize(features.detach().flatten(0, 1).float(), dim=-1)[-self.queue_length:]
+            self.queue[side] = torch.cat((unit, self.queue[side, :self.queue_length - len(unit)]))
+        self.queue_filled = min(self.queue_filled + len(scores_phi), self.queue_length)
+        return result[0], result[1]
+
     def swav_terms(self, predictions, targets):
         """The two terms of SIGMA's swapped prediction loss; predictions and targets are (B, N_m, d).
 
@@ -336,8 +362,7 @@ class PretrainVisionTransformer(nn.Module):
         """
         scores_phi = self.prototype_scores(targets.flatten(0, 1), self.prototypes)
         scores_model = self.prototype_scores(predictions.flatten(0, 1), self.prototypes.detach())
-        q_phi = sinkhorn_knopp(scores_phi.detach(), self.sinkhorn_eps, self.sinkhorn_iterations)
-        q_model = sinkhorn_knopp(scores_model.detach(), self.sinkhorn_eps, self.sinkhorn_iterations)
+        q_phi, q_model = self.assignments(scores_phi.detach(), scores_model.detach(), targets, predictions)
         logits_phi = scores_phi / SWAV_TEMPERATURE
         logits_model = scores_model / SWAV_TEMPERATURE
         if self.soft_targets:

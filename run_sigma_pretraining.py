@@ -91,6 +91,16 @@ def get_args_parser():
     model.add_argument("--sinkhorn_iterations", type=int, default=10, help="Sinkhorn-Knopp iterations")
     model.add_argument("--soft_targets", action=BoolFlag, default=False,
                        help="predict the full Sinkhorn distribution instead of its argmax (published: argmax)")
+    model.add_argument("--queue_length", type=int, default=0,
+                       help="masked tubes per process kept from past steps, per side, that Sinkhorn balances together "
+                            "with the batch (SwAV's queue for small batches; not saved, so a resumed run refills it; "
+                            "published: 0)")
+    model.add_argument("--freeze_prototypes_niters", type=int, default=0,
+                       help="steps at the start during which the prototypes are not updated (SwAV's remedy for "
+                            "prototypes that chase the first, uninformative assignments; published: 0)")
+    model.add_argument("--freeze_projection_niters", type=int, default=0,
+                       help="steps at the start during which the MLP projection phi is not updated, so the video "
+                            "model first learns the clusters of a fixed random projection (published: 0)")
 
     optim = parser.add_argument_group("optimisation")
     optim.add_argument("--batch_size", type=int, default=16, help="clips per process and step")
@@ -149,7 +159,8 @@ def parse_args(argv=None):
         value = getattr(args, name)
         if value is not None and value <= 0:
             parser.error(f"argument --{name}: must be positive, got {value}")
-    for name in ["num_workers", "warmup_epochs", "weight_decay", "lr", "min_lr", "warmup_lr", "drop_path"]:
+    for name in ["num_workers", "warmup_epochs", "weight_decay", "lr", "min_lr", "warmup_lr", "drop_path",
+                 "freeze_prototypes_niters", "freeze_projection_niters", "queue_length"]:
         if getattr(args, name) < 0:
             parser.error(f"argument --{name}: must not be negative, got {getattr(args, name)}")
     if not 0 <= args.mask_ratio < 1:
@@ -196,7 +207,8 @@ def train(args, env):
         drop_path_rate=args.drop_path, target_type=args.target_type, loss_func=args.loss_func,
         normlize_target=args.normlize_target, num_prototypes=args.num_prototypes,
         sinkhorn_eps=args.sinkhorn_eps, sinkhorn_iterations=args.sinkhorn_iterations,
-        soft_targets=args.soft_targets, distillation_teacher=args.distillation_teacher,
+        soft_targets=args.soft_targets, queue_length=args.queue_length,
+        distillation_teacher=args.distillation_teacher,
         teacher_weights=args.teacher_weights)
     args.window_size = tuple(model.encoder.patch_embed.grid_size)
 
@@ -251,6 +263,7 @@ def train(args, env):
     if env.is_main and args.log_dir:
         scalar_logger = utils.ScalarLogger(args.log_dir, utils.start_wandb(args) if args.wandb else None)
 
+    frozen = frozen_at_start(model_without_ddp, args)
     start_time = time.time()
     for epoch in range(start_epoch, args.epochs):
         # Everything random in an epoch derives from (seed, rank, epoch): data order,
@@ -263,7 +276,7 @@ def train(args, env):
             model, loader, optimizer, scaler, epoch=epoch, epochs=args.epochs,
             start_step=epoch * steps_per_epoch, num_steps=steps_per_epoch, lr_schedule=lr_schedule,
             wd_schedule=wd_schedule, device=device, precision=args.precision, clip_grad=args.clip_grad,
-            print_freq=args.print_freq, scalar_logger=scalar_logger)
+            print_freq=args.print_freq, scalar_logger=scalar_logger, frozen=frozen)
         if env.is_main and args.output_dir:
             numbered = (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs
             state = dict(model=model_without_ddp.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch,
@@ -303,6 +316,16 @@ def find_checkpoint(args, env):
     if args.resume:
         return args.resume, load_checkpoint(args.resume), False
     return None, None, False
+
+
+def frozen_at_start(model, args):
+    """(parameters, until_step) pairs for the engine: the prototypes and phi held still at the start."""
+    frozen = []
+    if args.freeze_prototypes_niters and args.loss_func == "SWAV":
+        frozen.append(([model.prototypes], args.freeze_prototypes_niters))
+    if args.freeze_projection_niters and args.target_type == "mlp":
+        frozen.append((list(model.head.parameters()), args.freeze_projection_niters))
+    return frozen
 
 
 # The settings that decide the shapes of the saved weights.

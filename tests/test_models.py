@@ -701,3 +701,38 @@ def test_feature_geometry_of_non_finite_features_is_nan_not_an_error():
     features[3, 2] = float("nan")
     stats = feature_geometry("f", features)
     assert math.isnan(stats["f_cosine"].item()) and math.isnan(stats["f_rank"].item())
+
+
+# ---------------------------------------------------------------------------------
+# Remedies for small batches (METHOD.md, section 4): the queue
+# ---------------------------------------------------------------------------------
+
+def test_queue_balances_the_batch_together_with_the_last_tubes():
+    from sinkhorn import sinkhorn_knopp
+
+    torch.manual_seed(0)
+    model = create_pretrain_model(TINY, target_type="pixel", loss_func="SWAV", num_prototypes=8, queue_length=6,
+                                  **SMALL_CLIP)
+    with torch.no_grad():
+        model.prototypes.copy_(F.normalize(model.prototypes, dim=1))
+    unit = lambda x: F.normalize(x.flatten(0, 1), dim=-1)  # noqa: E731
+    batches = [(torch.randn(1, 4, 1536), torch.randn(1, 4, 1536)) for _ in range(3)]
+    seen = []
+    for step, (predictions, targets) in enumerate(batches):
+        scores = model.prototype_scores(targets.flatten(0, 1), model.prototypes).detach()
+        q_phi, _ = model.assignments(scores, scores, targets, predictions)
+        # Reference: Sinkhorn over this batch followed by the queued tubes, newest first, at most 6.
+        queued = torch.cat(seen[::-1])[:6] if seen else torch.zeros(0, 1536)
+        everything = torch.cat((unit(targets), queued)) @ model.prototypes.t()
+        expected = sinkhorn_knopp(everything, model.sinkhorn_eps, model.sinkhorn_iterations)[:4]
+        torch.testing.assert_close(q_phi, expected, rtol=1e-5, atol=1e-7)
+        seen.append(unit(targets))
+        assert model.queue_filled == min(4 * (step + 1), 6)
+    # The queue holds the 6 newest tubes of each side, newest first.
+    torch.testing.assert_close(model.queue[0], torch.cat(seen[::-1])[:6])
+    torch.testing.assert_close(model.queue[1], torch.cat([unit(p) for p, _ in batches][::-1])[:6])
+    # Evaluation neither uses nor changes it.
+    model.eval()
+    q_eval, _ = model.assignments(scores, scores, targets, predictions)
+    torch.testing.assert_close(q_eval, sinkhorn_knopp(scores, model.sinkhorn_eps, model.sinkhorn_iterations))
+    torch.testing.assert_close(model.queue[0], torch.cat(seen[::-1])[:6])

@@ -10,6 +10,7 @@ import time
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import engine_for_pretraining
 import run_sigma_pretraining as run
@@ -149,6 +150,52 @@ def test_stop_and_resume_gives_the_uninterrupted_losses(synthetic_videos, tmp_pa
     full_model = load_checkpoint(full / "checkpoint-1.pth")["model"]
     split_model = load_checkpoint(tmp_path / "split" / "checkpoint-1.pth")["model"]
     assert all(torch.equal(full_model[k], split_model[k]) for k in full_model)
+
+
+# Per-epoch fields that measure the machine, not the run.
+TIMING_FIELDS = ("train_clips_per_s", "train_data_wait_s", "train_time_s")
+
+
+def test_two_runs_with_the_same_seed_are_identical(synthetic_videos, tmp_path):
+    """Logs (every statistic but the timings) and weights: the whole run is a function of its seed."""
+    flags = ["--epochs", "2", "--num_workers", "2", "--target_type", "mlp", "--queue_length", "8",
+             "--freeze_prototypes_niters", "1"]
+    runs = [pretrain(synthetic_videos, tmp_path / name, *flags) for name in ("a", "b")]
+    logs = [[{k: v for k, v in record.items() if k not in TIMING_FIELDS} for record in epoch_log(run)]
+            for run in runs]
+    assert len(logs[0]) == 2 and logs[0] == logs[1]
+    weights = [load_checkpoint(run / "checkpoint-1.pth")["model"] for run in runs]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    other = pretrain(synthetic_videos, tmp_path / "c", *flags, "--seed", "1")
+    assert epoch_log(other)[0]["train_loss"] != logs[0][0]["train_loss"]
+
+
+def initial_weights(output_dir):
+    """The weights a run started from: its model rebuilt from its args under its seed."""
+    import dist_utils
+    from checkpoint import pretrain_model_config
+    from modeling_pretrain import create_pretrain_model
+
+    args = load_checkpoint(output_dir / "checkpoint-latest.pth")["args"]
+    name, kwargs = pretrain_model_config(args)
+    dist_utils.seed_everything(args.seed)
+    return create_pretrain_model(name, **kwargs).state_dict()
+
+
+@pytest.mark.parametrize("flag, frozen", [("--freeze_prototypes_niters", "prototypes"),
+                                          ("--freeze_projection_niters", "head.")])
+def test_frozen_parameters_stay_put_for_their_steps(synthetic_videos, tmp_path, flag, frozen):
+    # 2 steps per epoch: frozen for the first epoch, trained in the second.
+    out = pretrain(synthetic_videos, tmp_path / "run", "--epochs", "1", "--target_type", "mlp", flag, "2")
+    start, after = initial_weights(out), load_checkpoint(out / "checkpoint-0.pth")["model"]
+    if frozen == "prototypes":  # rescaled to unit rows at every step (rounding aside), never moved
+        start["prototypes"] = F.normalize(start["prototypes"], dim=1)
+    for key in start:
+        assert torch.allclose(start[key], after[key], rtol=0, atol=1e-7) == key.startswith(frozen), key
+    out = pretrain(synthetic_videos, out, "--epochs", "2", "--target_type", "mlp", flag, "2")
+    trained = load_checkpoint(out / "checkpoint-1.pth")["model"]
+    assert not any(torch.equal(after[key], trained[key]) for key in after if key.startswith(frozen))
 
 
 def test_truncated_checkpoint_is_never_resumed_from(synthetic_videos, tmp_path, capsys):
