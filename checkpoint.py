@@ -297,8 +297,9 @@ def _load_pickle(path, map_location):
                     f"'{path}.weights.pth')\"\nand load that file instead.") from None
             raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupt or truncated): "
                                   f"{_unpickler_detail(e)}. Download or copy it again.") from None
-        except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
-            # A truncated zip archive: "failed finding central directory"; a cut pickle: EOFError.
+        except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
+            # A truncated zip archive: "failed finding central directory"; a cut pickle: EOFError;
+            # random bytes read as a legacy pickle can send the unpickler past its stack: IndexError.
             raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt): "
                                   f"{type(e).__name__}: {_first_line(e)}. Download or copy it again "
                                   "(hub files: add --force-download to the hf download command).") from None
