@@ -7,8 +7,10 @@ indexing, which would need a host synchronisation to learn the output shape.
 Masks are boolean numpy arrays of shape (N,) over the token grid in (t, h, w)
 order, ``True`` where a token is masked. They are drawn in the data loader
 workers, so they use numpy's generator (seeded per worker) and stay off the GPU.
+The model splits a batch of them into index tensors with ``mask_indices``.
 """
 import numpy as np
+import torch
 
 
 class TubeMaskingGenerator:
@@ -80,3 +82,35 @@ def _check_ratio(mask_ratio):
     if not 0.0 <= mask_ratio < 1.0:
         raise ValueError(f"--mask_ratio must be in [0, 1), got {mask_ratio}: "
                          "at least one token must stay visible to the encoder")
+
+
+# ---------------------------------------------------------------------------------
+# A batch of masks as index tensors (in the model)
+# ---------------------------------------------------------------------------------
+
+def gather_tokens(x, index):
+    """x (B, N, D), index (B, M) -> (B, M, D): the tokens at `index`, row by row."""
+    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def mask_indices(mask):
+    """Splits a boolean mask (B, N) with the same count of True per row into index tensors.
+
+    Returns (visible_index (B, N - N_m), masked_index (B, N_m)), each in token order,
+    so gathering with them equals boolean indexing ``x[~mask]`` / ``x[mask]``.
+    Pass the mask on the CPU, as the data loader yields it: the count is read there
+    without synchronising with the accelerator.
+    """
+    if mask.dim() != 2 or mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a boolean (batch, tokens) tensor, got {mask.dtype} {tuple(mask.shape)}")
+    counts = mask.sum(dim=1)
+    if mask.device.type == "cpu" and bool((counts != counts[0]).any()):
+        raise ValueError(f"every sample must mask the same number of tokens, got counts {counts.tolist()}")
+    num_masked = int(counts[0])
+    if num_masked == 0 or num_masked == mask.shape[1]:
+        raise ValueError(f"the mask hides {num_masked} of {mask.shape[1]} tokens: "
+                         "both the visible and the masked set must be non-empty")
+    # A stable sort puts visible tokens (0) before masked ones (1), each in token order.
+    order = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)
+    split = mask.shape[1] - num_masked
+    return order[:, :split], order[:, split:]

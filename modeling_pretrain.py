@@ -18,15 +18,20 @@ Targets by ``target_type`` (METHOD.md, section 3):
 With ``loss_func='SWAV'`` both phi's features and the decoder's predictions are
 scored against K unit-norm prototypes, turned into balanced assignments by
 Sinkhorn-Knopp over the global batch, and each side predicts the other's assignment.
+
+The frozen DINO teacher is built in dino_teacher.py, the collapse diagnostics in
+collapse_diagnostics.py.
 """
 import math
-import os
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from collapse_diagnostics import assignment_stats, feature_geometry
+from dino_teacher import build_dino_teacher, dino_teacher_spec
+from masking_generator import gather_tokens, mask_indices
 from modeling_finetune import ENCODER_PRESETS, PatchEmbed, get_sinusoid_encoding_table, layer_norm, make_blocks
 from sinkhorn import sinkhorn_knopp
 
@@ -51,71 +56,6 @@ DECODER_PRESETS = {
 
 TARGET_TYPES = ("pixel", "mlp", "dino_v1", "dino_v2")
 LOSS_FUNCS = ("L2", "SWAV")
-
-
-class DinoTeacherSpec:
-    """A frozen DINO image ViT used as the projection network of SIGMA-DINO."""
-
-    def __init__(self, timm_name, width, download):
-        self.timm_name = timm_name
-        self.width = width
-        self.download = download
-
-
-DINO_TEACHERS = {
-    ("dino_v1", "dino_s"): DinoTeacherSpec(
-        "vit_small_patch16_224", 384,
-        "https://dl.fbaipublicfiles.com/dino/dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth"),
-    ("dino_v1", "dino_b"): DinoTeacherSpec(
-        "vit_base_patch16_224", 768,
-        "https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth"),
-    ("dino_v2", "dino_s"): DinoTeacherSpec(
-        "vit_small_patch14_reg4_dinov2", 384,
-        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_reg4_pretrain.pth"),
-    ("dino_v2", "dino_b"): DinoTeacherSpec(
-        "vit_base_patch14_reg4_dinov2", 768,
-        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_reg4_pretrain.pth"),
-    ("dino_v2", "dino_l"): DinoTeacherSpec(
-        "vit_large_patch14_reg4_dinov2", 1024,
-        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_reg4_pretrain.pth"),
-}
-
-
-def dino_teacher_spec(target_type, distillation_teacher):
-    key = (target_type, distillation_teacher)
-    if key not in DINO_TEACHERS:
-        choices = sorted(teacher for kind, teacher in DINO_TEACHERS if kind == target_type)
-        raise ValueError(f"--distillation_teacher {distillation_teacher!r} is not available for "
-                         f"--target_type {target_type}; choose one of {choices}")
-    return DINO_TEACHERS[key]
-
-
-def gather_tokens(x, index):
-    """x (B, N, D), index (B, M) -> (B, M, D): the tokens at `index`, row by row."""
-    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-
-
-def mask_indices(mask):
-    """Splits a boolean mask (B, N) with the same count of True per row into index tensors.
-
-    Returns (visible_index (B, N - N_m), masked_index (B, N_m)), each in token order,
-    so gathering with them equals boolean indexing ``x[~mask]`` / ``x[mask]``.
-    Pass the mask on the CPU, as the data loader yields it: the count is read there
-    without synchronising with the accelerator.
-    """
-    if mask.dim() != 2 or mask.dtype != torch.bool:
-        raise ValueError(f"mask must be a boolean (batch, tokens) tensor, got {mask.dtype} {tuple(mask.shape)}")
-    counts = mask.sum(dim=1)
-    if mask.device.type == "cpu" and bool((counts != counts[0]).any()):
-        raise ValueError(f"every sample must mask the same number of tokens, got counts {counts.tolist()}")
-    num_masked = int(counts[0])
-    if num_masked == 0 or num_masked == mask.shape[1]:
-        raise ValueError(f"the mask hides {num_masked} of {mask.shape[1]} tokens: "
-                         "both the visible and the masked set must be non-empty")
-    # A stable sort puts visible tokens (0) before masked ones (1), each in token order.
-    order = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)
-    split = mask.shape[1] - num_masked
-    return order[:, :split], order[:, split:]
 
 
 def _init_xavier(module):
@@ -408,129 +348,6 @@ class PretrainVisionTransformer(nn.Module):
             if self.loss_func == "SWAV":
                 stats.update(feature_geometry("phi", targets.detach().flatten(0, 1)))
         return loss, stats
-
-
-# ---------------------------------------------------------------------------------
-# Collapse diagnostics (METHOD.md, "Collapse diagnostics")
-# ---------------------------------------------------------------------------------
-
-def assignment_stats(side, scores, targets_q):
-    """How one side of the SWAV loss predicts its hard targets; all sync-free 0-dim tensors.
-
-    scores (N, K): this side's prototype scores; targets_q (N, K): the other side's
-    Sinkhorn assignments, whose argmax this side is trained to predict. Keys, prefixed
-    with `side`:
-    - usage: normalised entropy of this side's predicted prototypes (argmax of its
-      scores); 1 = all K used evenly, 0 = one prototype for every tube;
-    - target_usage: the same for its hard targets;
-    - max_q: mean largest Sinkhorn probability of its targets; 1/K means the targets are
-      uniform and their argmax arbitrary, 1 means confident;
-    - accuracy: how often the predicted prototype is the target;
-    - majority: the share of the most frequent target, the accuracy of always predicting
-      it: an accuracy near this baseline is not learning, whatever its value.
-    """
-    num_prototypes = scores.shape[1]
-    predicted = scores.argmax(dim=-1)
-    target = targets_q.argmax(dim=-1)
-    target_counts = prototype_counts(target, num_prototypes)
-    return {
-        f"{side}_usage": usage_entropy(predicted, num_prototypes),
-        f"{side}_target_usage": normalised_entropy(target_counts),
-        f"{side}_max_q": targets_q.max(dim=-1).values.mean(),
-        f"{side}_accuracy": (predicted == target).float().mean(),
-        f"{side}_majority": target_counts.max() / target_counts.sum(),
-    }
-
-
-def feature_geometry(name, features):
-    """Mean pairwise cosine and effective rank of features (N, d), as 0-dim float32 tensors.
-
-    - cosine: the mean of z_i . z_j over pairs i != j of the unit features z; about 0
-      for features spread in all directions, 1 when they all point one way (collapse);
-    - rank: the effective rank exp(H(p)) of the unit features, p the singular values
-      normalised to sum 1 (Roy and Vetterli, 2007; RankMe): from 1 (one direction) to
-      min(N, d) (all singular values equal).
-    """
-    z = F.normalize(features.double(), dim=-1)
-    # Non-finite features (a diverging run, which the engine stops at this logging step)
-    # give NaN diagnostics rather than an eigenvalue solver error; no host sync decides it.
-    finite = torch.isfinite(z).all()
-    z = torch.where(finite, z, torch.zeros_like(z))
-    count = z.shape[0]
-    total = z.sum(dim=0)
-    cosine = (total @ total - count) / max(count * (count - 1), 1)
-    # Singular values from the smaller Gram matrix: d x d for N >= d.
-    gram = z.t() @ z if count >= z.shape[1] else z @ z.t()
-    singular = torch.linalg.eigvalsh(gram).clamp_min(0).sqrt()
-    p = singular / singular.sum()
-    rank = torch.exp(-(p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))).sum())
-    nan = torch.full_like(rank, float("nan"))
-    cosine, rank = torch.where(finite, cosine, nan), torch.where(finite, rank, nan)
-    return {f"{name}_cosine": cosine.float(), f"{name}_rank": rank.float()}
-
-
-def prototype_counts(assignments, num_prototypes):
-    """How often each prototype is chosen: float32 (K,); sync-free (scatter, not bincount)."""
-    return torch.zeros(num_prototypes, device=assignments.device).scatter_add_(
-        0, assignments, torch.ones_like(assignments, dtype=torch.float32))
-
-
-def normalised_entropy(counts):
-    """Entropy of counts (K,) normalised by ln K, in [0, 1]."""
-    usage = counts / counts.sum()
-    entropy = -(usage * torch.log(usage.clamp_min(1e-12))).sum()
-    # abs: one used prototype gives -0.0 (a negated zero sum), printed as "-0.000".
-    return (entropy / math.log(len(counts))).abs()
-
-
-def usage_entropy(assignments, num_prototypes):
-    """Normalised entropy in [0, 1] of how often each of the K prototypes is chosen."""
-    return normalised_entropy(prototype_counts(assignments, num_prototypes))
-
-
-# ---------------------------------------------------------------------------------
-# The frozen DINO teacher
-# ---------------------------------------------------------------------------------
-
-def build_dino_teacher(spec, target_type, distillation_teacher, weights_path, img_size):
-    """A timm ViT with the DINO weights from `weights_path`, frozen and in eval mode."""
-    import timm
-    from timm.models.vision_transformer import checkpoint_filter_fn
-
-    flags = f"--target_type {target_type} --distillation_teacher {distillation_teacher}"
-    if not weights_path:
-        raise FileNotFoundError(
-            f"{flags} needs the teacher's weights as a local file: download {spec.download} "
-            f"(or the timm weights of {spec.timm_name}) and pass its path with --teacher_weights")
-    if not os.path.isfile(weights_path):
-        raise FileNotFoundError(
-            f"teacher weights {weights_path!r} do not exist; for {flags} download {spec.download} "
-            f"and put it there, or pass its path with --teacher_weights")
-    teacher = timm.create_model(spec.timm_name, pretrained=False, num_classes=0, img_size=img_size)
-    state = _read_teacher_state(weights_path)
-    # Converts DINOv2's original key layout (register_tokens, ...) to timm's and
-    # resamples the position table to this image size.
-    state = checkpoint_filter_fn(state, teacher)
-    state = {key: value for key, value in state.items() if not key.startswith("head")}
-    try:
-        teacher.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise ValueError(f"teacher weights {weights_path!r} do not fit {spec.timm_name} ({flags}): {error}") from None
-    teacher.requires_grad_(False)
-    return teacher.eval()
-
-
-def _read_teacher_state(path):
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    # DINO training checkpoints keep the weights under `teacher` (with a `backbone.` prefix).
-    for key in ("teacher", "model", "state_dict"):
-        if key in state and isinstance(state[key], dict):
-            state = state[key]
-            break
-    return {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
 
 
 # ---------------------------------------------------------------------------------

@@ -31,9 +31,10 @@ import dist_utils
 import utils
 from checkpoint import format_args, load_checkpoint
 from datasets import build_pretraining_dataset, check_bad_fraction, multiple_samples_collate, seed_worker
+from dino_teacher import DINO_TEACHERS
 from engine_for_pretraining import train_one_epoch
 from masking_generator import MASK_GENERATORS
-from modeling_pretrain import DINO_TEACHERS, LOSS_FUNCS, MODELS, TARGET_TYPES, create_pretrain_model
+from modeling_pretrain import LOSS_FUNCS, MODELS, TARGET_TYPES, create_pretrain_model
 from optim_factory import cosine_scheduler, create_optimizer
 
 BoolFlag = utils.BoolFlag

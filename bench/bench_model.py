@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from dino_teacher import DINO_TEACHERS  # noqa: E402
 from masking_generator import build_masking_generator  # noqa: E402
-from modeling_pretrain import DINO_TEACHERS, create_pretrain_model  # noqa: E402
+from modeling_pretrain import create_pretrain_model  # noqa: E402
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 

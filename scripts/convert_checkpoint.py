@@ -517,7 +517,7 @@ def import_transformers(source, destination, tolerance=1e-4):
 def compare_pretraining(ours, hf_model):
     """(mapping, actual) differences of the pixel predictions of our pretraining model and
     VideoMAEForPreTraining for one clip with half of the tubes masked."""
-    from modeling_pretrain import mask_indices
+    from masking_generator import mask_indices
 
     hf_model = hf_model.float().eval()
     grid_t, grid_h, grid_w = ours.grid_size

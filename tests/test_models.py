@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 import modeling_pretrain
-from masking_generator import build_masking_generator
+from masking_generator import build_masking_generator, gather_tokens, mask_indices
 from modeling_finetune import Attention, VisionTransformer, create_model, get_sinusoid_encoding_table, \
     load_pretrained_encoder
-from modeling_pretrain import create_pretrain_model, gather_tokens, mask_indices
+from modeling_pretrain import create_pretrain_model
 
 TINY = "pretrain_videomae_tiny_patch16_224"
 SMALL_CLIP = dict(img_size=32, num_frames=4)  # grid 2 x 2 x 2 = 8 tokens
@@ -533,7 +533,7 @@ def test_learned_position_table_is_resized_to_the_new_grid():
 
 
 def test_usage_entropy_hand_worked_values():
-    from modeling_pretrain import usage_entropy
+    from collapse_diagnostics import usage_entropy
 
     assert usage_entropy(torch.arange(8) % 4, 4).item() == pytest.approx(1.0)
     # Two of four prototypes used equally: log 2 / log 4.
@@ -655,7 +655,7 @@ def reference_geometry(features):
 
 @pytest.mark.parametrize("shape", [(300, 16), (10, 64)])  # more tokens than dims, and fewer
 def test_feature_geometry_equals_float64_definitions(shape):
-    from modeling_pretrain import feature_geometry
+    from collapse_diagnostics import feature_geometry
 
     torch.manual_seed(0)
     features = torch.randn(*shape) + 0.5  # a common offset: cosine well above 0
@@ -666,7 +666,7 @@ def test_feature_geometry_equals_float64_definitions(shape):
 
 
 def test_feature_geometry_of_collapsed_and_spread_features():
-    from modeling_pretrain import feature_geometry
+    from collapse_diagnostics import feature_geometry
 
     collapsed = feature_geometry("f", torch.tensor([[3.0, 4.0]]).repeat(50, 1))
     assert collapsed["f_cosine"].item() == pytest.approx(1.0)
@@ -679,7 +679,7 @@ def test_feature_geometry_of_collapsed_and_spread_features():
 
 
 def test_assignment_stats_hand_worked():
-    from modeling_pretrain import assignment_stats
+    from collapse_diagnostics import assignment_stats
 
     # 4 tokens, K = 4. Predicted prototypes (argmax of scores): 0, 0, 1, 2.
     scores = torch.tensor([[0.9, 0.1, 0.0, 0.0], [0.8, 0.0, 0.1, 0.0], [0.0, 0.7, 0.0, 0.1], [0.0, 0.0, 0.6, 0.5]])
@@ -695,7 +695,7 @@ def test_assignment_stats_hand_worked():
 
 
 def test_feature_geometry_of_non_finite_features_is_nan_not_an_error():
-    from modeling_pretrain import feature_geometry
+    from collapse_diagnostics import feature_geometry
 
     features = torch.randn(40, 8)
     features[3, 2] = float("nan")
