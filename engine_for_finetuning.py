@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 import dist_utils
 from checkpoint import load_checkpoint, save_checkpoint_atomic
 from datasets import SEGMENT_SAMPLED_DATASETS, VideoClassificationDataset, check_bad_fraction, seed_worker
-from optim_layer_decay import apply_layer_decay_schedules
+from optim_factory import apply_schedules, optimizer_step
 from utils import autocast
 from video_transforms import EvalView
 
@@ -152,7 +152,6 @@ def train_one_epoch(model, classifier, criterion, data_loader, optimizer, scaler
     BadDataError when too many training videos could not be decoded.
     """
     set_train_mode(classifier, frozen_backbone)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
     world_size = dist_utils.world_size()
     sync_free = model.no_sync if isinstance(model, nn.parallel.DistributedDataParallel) else nullcontext
     loader = iter(data_loader)
@@ -168,7 +167,7 @@ def train_one_epoch(model, classifier, criterion, data_loader, optimizer, scaler
         step = start_step + i // update_freq
         boundary = (i + 1) % update_freq == 0
         if i % update_freq == 0:
-            apply_layer_decay_schedules(optimizer, lr_schedule[step], wd_schedule[step])
+            apply_schedules(optimizer, lr_schedule[step], wd_schedule[step])
         batch = next(loader)
         inputs = batch_inputs(batch).to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
@@ -192,14 +191,7 @@ def train_one_epoch(model, classifier, criterion, data_loader, optimizer, scaler
         grad_norm = None
         log_now = boundary and ((i // update_freq + 1) % print_freq == 0 or i + 1 == num_steps * update_freq)
         if boundary and not deepspeed:
-            if clip_grad is not None or log_now:
-                scaler.unscale_(optimizer)  # norms and clipping apply to the true gradients
-                grads = [p.grad for p in params if p.grad is not None]
-                grad_norm = (torch.nn.utils.clip_grad_norm_(params, clip_grad) if clip_grad is not None
-                             else torch.nn.utils.get_total_norm(grads))
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
+            grad_norm = optimizer_step(optimizer, scaler, clip_grad, measure_norm=log_now)
         elif boundary and log_now:
             grad_norm = model.get_global_grad_norm()
         if boundary and model_ema is not None:

@@ -15,7 +15,7 @@ import torch
 
 import dist_utils
 from datasets import normalize_video
-from optim_factory import apply_schedules
+from optim_factory import apply_schedules, optimizer_step
 from utils import autocast
 
 
@@ -55,7 +55,6 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
     interval is not finite.
     """
     model.train()
-    params = [p for group in optimizer.param_groups for p in group["params"]]
     world_size = dist_utils.world_size()
     interval = MetricSums()
     counters = dict(clips=0.0, bad_videos=0.0, data_wait_s=0.0)
@@ -81,17 +80,7 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
             if step < until_step:
                 for param in frozen_params:
                     param.grad = None
-
-        grad_norm = None
-        if clip_grad is not None or log_now:
-            scaler.unscale_(optimizer)  # norms and clipping apply to the true gradients
-            if clip_grad is not None:
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, clip_grad)
-            else:
-                grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = optimizer_step(optimizer, scaler, clip_grad, measure_norm=log_now)
 
         interval.add({"loss": loss, **stats})
         counters["clips"] += videos.shape[0]

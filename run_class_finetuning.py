@@ -47,8 +47,7 @@ from engine_for_finetuning import (FeatureDataset, FeatureProbe, VideoMixup, des
                                    eval_view_dataset, evaluate, freeze_backbone, gather_outputs, is_sharded,
                                    merge_views, pooled_tokens, run_inference, save_predictions, train_one_epoch)
 from modeling_finetune import MODELS, create_model, load_pretrained_encoder
-from optim_factory import cosine_scheduler
-from optim_layer_decay import create_optimizer
+from optim_factory import create_optimizer, scaled_schedules
 
 BoolFlag = utils.BoolFlag
 # The published few-shot subsets (--examples) draw their videos with this seed.
@@ -316,18 +315,11 @@ def run(args, env):
 
     # The published rule: the lr scales with the videos per step, not with --num_sample.
     args.global_batch_size = args.batch_size * args.update_freq * env.world_size
-    scale = args.global_batch_size / 256
-    print(f"global batch {args.global_batch_size} videos = {args.batch_size} per process x {args.update_freq} "
-          f"accumulated x {env.world_size} process(es); lr {args.lr:.3g}, min_lr {args.min_lr:.3g}, warmup_lr "
-          f"{args.warmup_lr:.3g} per 256 videos are scaled by {scale:g}")
-    args.lr, args.min_lr, args.warmup_lr = args.lr * scale, args.min_lr * scale, args.warmup_lr * scale
-    if args.weight_decay_end is None:
-        args.weight_decay_end = args.weight_decay
-    lr_schedule = cosine_scheduler(args.lr, args.min_lr, args.epochs, steps_per_epoch, args.warmup_epochs,
-                                   args.warmup_lr, args.warmup_steps)
-    wd_schedule = cosine_scheduler(args.weight_decay, args.weight_decay_end, args.epochs, steps_per_epoch)
+    lr_schedule, wd_schedule = scaled_schedules(
+        args, steps_per_epoch, f" videos = {args.batch_size} per process x {args.update_freq} accumulated x "
+                               f"{env.world_size} process(es)", unit="videos")
 
-    optimizer = create_optimizer(args, classifier, device)
+    optimizer = create_optimizer(args, classifier, device, layer_decay=args.layer_decay)
     scaler, input_dtype, model_ema = utils.grad_scaler(args.precision, device), None, None
     if args.model_ema:
         model_ema = ModelEmaV3(classifier, decay=args.model_ema_decay,

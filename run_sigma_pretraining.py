@@ -35,7 +35,7 @@ from dino_teacher import DINO_TEACHERS
 from engine_for_pretraining import train_one_epoch
 from masking_generator import MASK_GENERATORS
 from modeling_pretrain import LOSS_FUNCS, MODELS, TARGET_TYPES, create_pretrain_model
-from optim_factory import cosine_scheduler, create_optimizer
+from optim_factory import create_optimizer, scaled_schedules
 
 BoolFlag = utils.BoolFlag
 
@@ -228,16 +228,9 @@ def train(args, env):
     args.num_training_steps_per_epoch = steps_per_epoch
 
     args.global_batch_size = args.batch_size * args.num_sample * env.world_size
-    scale = args.global_batch_size / 256
-    print(f"global batch {args.global_batch_size} = {args.batch_size} per process x {args.num_sample} per video "
-          f"x {env.world_size} process(es); lr {args.lr:.3g}, min_lr {args.min_lr:.3g}, warmup_lr "
-          f"{args.warmup_lr:.3g} per 256 clips are scaled by {scale:g}")
-    args.lr, args.min_lr, args.warmup_lr = args.lr * scale, args.min_lr * scale, args.warmup_lr * scale
-    if args.weight_decay_end is None:
-        args.weight_decay_end = args.weight_decay
-    lr_schedule = cosine_scheduler(args.lr, args.min_lr, args.epochs, steps_per_epoch, args.warmup_epochs,
-                                   args.warmup_lr, args.warmup_steps)
-    wd_schedule = cosine_scheduler(args.weight_decay, args.weight_decay_end, args.epochs, steps_per_epoch)
+    lr_schedule, wd_schedule = scaled_schedules(
+        args, steps_per_epoch, f" = {args.batch_size} per process x {args.num_sample} per video x {env.world_size} "
+                               "process(es)", unit="clips")
 
     model.to(device)
     model_without_ddp = model

@@ -13,7 +13,7 @@ import run_class_finetuning as run
 import run_sigma_pretraining
 from checkpoint import load_checkpoint
 from modeling_finetune import create_model
-from optim_layer_decay import param_groups_layer_decay
+from optim_factory import param_groups
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny classifier on tiny clips: 4 frames of 32 x 32, a 2 x 2 x 2 token grid; 4 synthetic classes.
@@ -106,7 +106,7 @@ def test_encoder_loads_exactly_and_layer_decay_groups(pretrained):
     for key, value in encoder_weights(pretrained).items():
         assert torch.equal(state[key], value), key
 
-    groups = param_groups_layer_decay(model, weight_decay=0.05, layer_decay=0.75, skip_names=model.no_weight_decay())
+    groups = param_groups(model, weight_decay=0.05, skip_names=model.no_weight_decay(), layer_decay=0.75)
     names = {id(p): n for n, p in model.named_parameters()}
     scale_of = {names[id(p)]: g["lr_scale"] for g in groups for p in g["params"]}
     decay_of = {names[id(p)]: g["weight_decay"] for g in groups for p in g["params"]}

@@ -8,7 +8,7 @@ import torch
 
 import dist_utils
 import utils
-from optim_factory import apply_schedules, cosine_scheduler, create_optimizer, param_groups_weight_decay
+from optim_factory import apply_schedules, cosine_scheduler, create_optimizer, param_groups
 
 
 # ---- BoolFlag -----------------------------------------------------------------------
@@ -93,7 +93,7 @@ class _Tiny(torch.nn.Module):
 
 def test_param_groups_keep_norms_biases_and_named_params_out_of_weight_decay():
     model = _Tiny()
-    decay, no_decay = param_groups_weight_decay(model, 0.05, model.no_weight_decay())
+    decay, no_decay = param_groups(model, 0.05, model.no_weight_decay())
     assert [p.shape for p in decay["params"]] == [model.proj.weight.shape]
     no_decay_ids = {id(p) for p in no_decay["params"]}
     assert no_decay_ids == {id(model.proj.bias), id(model.norm.weight), id(model.norm.bias), id(model.mask_token)}
