@@ -17,9 +17,6 @@ Re-score a saved file with
     python engine_for_finetuning.py OUTPUT_DIR/test_predictions.pt
 """
 import argparse
-import datetime
-import math
-import time
 from contextlib import nullcontext
 
 import torch
@@ -32,7 +29,7 @@ import dist_utils
 from checkpoint import load_checkpoint, save_checkpoint_atomic
 from datasets import SEGMENT_SAMPLED_DATASETS, VideoClassificationDataset, check_bad_fraction, seed_worker
 from optim_factory import apply_schedules, optimizer_step
-from utils import autocast
+from utils import MetricLogger, autocast, check_finite_loss
 from video_transforms import EvalView
 
 # Integer fields of a batch that inference keeps next to the outputs (those present).
@@ -152,17 +149,12 @@ def train_one_epoch(model, classifier, criterion, data_loader, optimizer, scaler
     BadDataError when too many training videos could not be decoded.
     """
     set_train_mode(classifier, frozen_backbone)
-    world_size = dist_utils.world_size()
     sync_free = model.no_sync if isinstance(model, nn.parallel.DistributedDataParallel) else nullcontext
     loader = iter(data_loader)
     if not deepspeed:
         optimizer.zero_grad(set_to_none=True)
 
-    zero = torch.zeros((), device=device)
-    interval = dict(loss=zero.clone(), correct=zero.clone(), labelled=zero.clone(), clips=zero.clone(),
-                    bad=zero.clone())
-    interval_steps, epoch_loss, epoch_counts = 0, 0.0, dict(clips=0.0, bad=0.0)
-    epoch_start = interval_start = time.perf_counter()
+    metrics = MetricLogger(device)
     for i in range(num_steps * update_freq):
         step = start_step + i // update_freq
         boundary = (i + 1) % update_freq == 0
@@ -189,7 +181,8 @@ def train_one_epoch(model, classifier, criterion, data_loader, optimizer, scaler
                 scaler.scale(loss / update_freq).backward()
 
         grad_norm = None
-        log_now = boundary and ((i // update_freq + 1) % print_freq == 0 or i + 1 == num_steps * update_freq)
+        done = i // update_freq + 1
+        log_now = boundary and (done % print_freq == 0 or done == num_steps)
         if boundary and not deepspeed:
             grad_norm = optimizer_step(optimizer, scaler, clip_grad, measure_norm=log_now)
         elif boundary and log_now:
@@ -197,52 +190,35 @@ def train_one_epoch(model, classifier, criterion, data_loader, optimizer, scaler
         if boundary and model_ema is not None:
             model_ema.update(classifier)
 
-        interval["loss"] += loss.detach()
+        sums = {"clips": inputs.shape[0], "bad": float(batch["num_bad"].sum())}
         if mixup_fn is None:  # against mixed targets an accuracy means nothing
-            interval["correct"] += (logits.detach().argmax(dim=-1) == labels).sum()
-            interval["labelled"] += labels.numel()
-        interval["clips"] += inputs.shape[0]
-        interval["bad"] += batch["num_bad"].sum().to(device)
-        interval_steps += 1
+            sums.update(correct=(logits.detach().argmax(dim=-1) == labels).sum(), labelled=labels.numel())
+        metrics.add({"loss": loss}, sums)
         if not log_now:
             continue
-        # The interval's one host synchronisation: sums over micro-batches and ranks.
-        names = list(interval)
-        totals = dict(zip(names, dist_utils.all_reduce_sum(torch.stack([interval[n] for n in names])).tolist()))
-        mean_loss = totals["loss"] / (interval_steps * world_size)
-        if not math.isfinite(mean_loss):
-            raise FloatingPointError(
-                f"the loss is {mean_loss} at epoch {epoch}, step {i // update_freq + 1}/{num_steps} (global step "
-                f"{step}); every rank stops here and the last checkpoint is intact. Resume from it with a lower "
-                "--lr, a --clip_grad, or --precision bf16/fp32")
-        now = time.perf_counter()
+        means, totals, _, seconds = metrics.read()
+        check_finite_loss(means["loss"], epoch, done, num_steps, step)
         lr = max(group["lr"] for group in optimizer.param_groups)  # the head's: scale 1
-        done = i // update_freq + 1
-        eta = datetime.timedelta(seconds=int((now - epoch_start) / done * (num_steps - done)))
-        scalars = {"train/loss": mean_loss, "train/lr": lr, "train/wd": float(wd_schedule[step]),
+        scalars = {"train/loss": means["loss"], "train/lr": lr, "train/wd": float(wd_schedule[step]),
                    "train/grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
-                   "perf/clips_per_s": totals["clips"] / (now - interval_start)}
+                   "perf/clips_per_s": totals["clips"] / seconds}
         accuracy = ""
-        if totals["labelled"]:
+        if totals.get("labelled"):
             scalars["train/acc1"] = 100 * totals["correct"] / totals["labelled"]
             accuracy = f"  acc1 {scalars['train/acc1']:.1f}"
+        eta = metrics.eta(done, num_steps)
         print(f"Epoch [{epoch}/{epochs}] [{done:>{len(str(num_steps))}}/{num_steps}]  eta {eta}  "
-              f"loss {mean_loss:.4f}{accuracy}  lr {lr:.3e}  wd {scalars['train/wd']:.4f}  "
+              f"loss {means['loss']:.4f}{accuracy}  lr {lr:.3e}  wd {scalars['train/wd']:.4f}  "
               f"grad_norm {scalars['train/grad_norm']:.3f}  clips/s {scalars['perf/clips_per_s']:.1f}", flush=True)
         if scalar_logger is not None:
             scalar_logger.log(scalars, step + 1)
-        epoch_loss += mean_loss * interval_steps
-        for name in epoch_counts:
-            epoch_counts[name] += totals[name]
-        interval = {name: zero.clone() for name in interval}
-        interval_steps, interval_start = 0, now
 
-    seconds = time.perf_counter() - epoch_start
-    check_bad_fraction(epoch_counts["bad"], epoch_counts["clips"] / num_sample, max_bad_fraction,
+    seconds = metrics.seconds()
+    totals = metrics.epoch_totals
+    check_bad_fraction(totals["bad"], totals["clips"] / num_sample, max_bad_fraction,
                        where=f"in training epoch {epoch}")
-    return {"loss": epoch_loss / (num_steps * update_freq), "lr": max(g["lr"] for g in optimizer.param_groups),
-            "clips_per_s": epoch_counts["clips"] / seconds, "bad_videos": int(epoch_counts["bad"]),
-            "time_s": seconds}
+    return {"loss": metrics.epoch_means()["loss"], "lr": max(g["lr"] for g in optimizer.param_groups),
+            "clips_per_s": totals["clips"] / seconds, "bad_videos": int(totals["bad"]), "time_s": seconds}
 
 
 # ---------------------------------------------------------------------------------

@@ -1,19 +1,23 @@
-"""Helpers shared by the training scripts: flags, precision, run records, scalar logs, training checkpoints.
+"""Helpers shared by the training scripts: flags, precision, run records, scalar logs, metrics, training checkpoints.
 
 Distributed setup and seeds live in dist_utils.py, the optimiser and schedules in
 optim_factory.py, checkpoint file I/O (atomic writes, safe loading, hub references)
 in checkpoint.py.
 """
 import argparse
+import datetime
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import re
 import subprocess
+import time
 
 import torch
 
+import dist_utils
 from checkpoint import (CheckpointError, OptimizerStateMismatchError, load_checkpoint, load_optimizer_state,
                         save_checkpoint_atomic)
 
@@ -186,6 +190,81 @@ def start_wandb(args):
                            "TensorBoard logs are written without it") from None
     return wandb.init(project=args.wandb_project, name=args.run_name, config=vars(args),
                       dir=args.output_dir or None)
+
+
+# ---------------------------------------------------------------------------------
+# Metrics of a training epoch
+# ---------------------------------------------------------------------------------
+
+class MetricLogger:
+    """A training epoch's metrics, summed on the device and read once per logging interval.
+
+    Each step ``add``s `means` (losses, diagnostics: averaged over the steps that report
+    them and over the ranks) and `sums` (clips, bad videos, correct predictions: totals
+    over steps and ranks). Tensors stay on the device, host numbers on the host, until
+    ``read``, which stacks them into one vector and all-reduces it: the interval's one
+    host synchronisation, after which every rank holds the same values.
+    """
+
+    def __init__(self, device):
+        self.device = device
+        self.world_size = dist_utils.world_size()
+        self.epoch_sums, self.epoch_counts, self.epoch_totals, self.epoch_steps = {}, {}, {}, 0
+        self.epoch_start = self.interval_start = time.perf_counter()
+        self._start_interval()
+
+    def _start_interval(self):
+        self.sums, self.counts, self.totals, self.steps = {}, {}, {}, 0
+
+    def add(self, means, sums):
+        for name, value in means.items():
+            value = value.detach().float()
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+            self.counts[name] = self.counts.get(name, 0) + 1
+        for name, value in sums.items():
+            self.totals[name] = self.totals[name] + value if name in self.totals else value
+        self.steps += 1
+
+    def read(self):
+        """The interval since the last read: (means, totals, steps, seconds); starts the next one."""
+        names, counters = sorted(self.sums), list(self.totals)
+        vector = torch.stack([self.sums[n] for n in names] + [
+            torch.as_tensor(self.totals[n], dtype=torch.float32, device=self.device) for n in counters])
+        values = dist_utils.all_reduce_sum(vector).tolist()
+        means = {n: v / (self.counts[n] * self.world_size) for n, v in zip(names, values)}
+        totals = dict(zip(counters, values[len(names):]))
+        for n in names:
+            self.epoch_sums[n] = self.epoch_sums.get(n, 0.0) + means[n] * self.counts[n]
+            self.epoch_counts[n] = self.epoch_counts.get(n, 0) + self.counts[n]
+        for n in counters:
+            self.epoch_totals[n] = self.epoch_totals.get(n, 0.0) + totals[n]
+        self.epoch_steps += self.steps
+        now = time.perf_counter()
+        interval = (means, totals, self.steps, now - self.interval_start)
+        self.interval_start = now
+        self._start_interval()
+        return interval
+
+    def eta(self, done, total):
+        """Time left for `total` steps at this epoch's pace after `done` of them."""
+        return datetime.timedelta(seconds=int((time.perf_counter() - self.epoch_start) / done * (total - done)))
+
+    def epoch_means(self):
+        """The epoch's means of everything read so far."""
+        return {n: v / self.epoch_counts[n] for n, v in self.epoch_sums.items()}
+
+    def seconds(self):
+        return time.perf_counter() - self.epoch_start
+
+
+def check_finite_loss(loss, epoch, step, num_steps, global_step):
+    """Stops a run whose mean loss is NaN or infinite; every rank reads the same all-reduced value, so
+    every rank stops at the same step."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"the loss is {loss} at epoch {epoch}, step {step}/{num_steps} (global step {global_step}); every "
+            "rank stops here and no checkpoint of this epoch is written, so the last one is intact. Resume from "
+            "it with a lower --lr, a --clip_grad, or --precision bf16/fp32")
 
 
 # ---------------------------------------------------------------------------------

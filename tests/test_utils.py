@@ -261,3 +261,27 @@ def test_run_description_lists_sorted_arguments():
     assert text.startswith("git: ")
     assert "torch " + torch.__version__.split("+")[0] in text
     assert text.index("  a: x") < text.index("  b: 1")
+
+
+# ---- metrics of an epoch ----------------------------------------------------------------------
+
+def test_metric_logger_means_totals_and_epoch_means():
+    metrics = utils.MetricLogger(torch.device("cpu"))
+    metrics.add({"loss": torch.tensor(1.0)}, {"clips": 2, "bad": 0.0})
+    metrics.add({"loss": torch.tensor(3.0), "rank": torch.tensor(5.0)}, {"clips": 2, "bad": 1.0})
+    means, totals, steps, seconds = metrics.read()
+    # A statistic reported at one step (the feature geometry of a logging step) is averaged over that step only.
+    assert means == {"loss": 2.0, "rank": 5.0} and totals == {"clips": 4.0, "bad": 1.0} and steps == 2
+    assert seconds >= 0
+    metrics.add({"loss": torch.tensor(8.0)}, {"clips": 2, "bad": 0.0})
+    means, totals, steps, _ = metrics.read()
+    assert means == {"loss": 8.0} and totals == {"clips": 2.0, "bad": 0.0} and steps == 1
+    # The epoch's mean weighs every step alike: (1 + 3 + 8) / 3, not the mean of the two intervals.
+    assert metrics.epoch_means() == {"loss": 4.0, "rank": 5.0}
+    assert metrics.epoch_totals == {"clips": 6.0, "bad": 1.0} and metrics.epoch_steps == 3
+
+
+def test_a_non_finite_loss_stops_naming_where():
+    utils.check_finite_loss(1.5, epoch=0, step=1, num_steps=2, global_step=0)
+    with pytest.raises(FloatingPointError, match=r"the loss is nan at epoch 3, step 2/5 \(global step 17\)"):
+        utils.check_finite_loss(float("nan"), epoch=3, step=2, num_steps=5, global_step=17)
