@@ -1,4 +1,7 @@
-"""Checkpoint files: atomic saving, safe loading, Hugging Face Hub references.
+"""Checkpoint files: atomic saving, safe loading, Hugging Face Hub references, key prefixes.
+
+File I/O only: this module imports no other module of the project. What a run saves
+and restores lives in training_state.py, how weights fit a model in modeling_*.py.
 
 Every script that takes a checkpoint (``--finetune``, ``--resume``, the converters)
 goes through :func:`load_checkpoint`, which accepts
@@ -24,7 +27,6 @@ that needs anything else is refused, because unpickling it could run arbitrary c
 """
 import argparse
 import json
-import math
 import os
 import pickle
 import pickletools
@@ -33,7 +35,6 @@ import zipfile
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from numpy._core.multiarray import scalar as _numpy_scalar
 
 RELEASED_REPO = "SMSD75/SIGMA"
@@ -127,8 +128,11 @@ def save_safetensors_atomic(tensors, path, metadata=None):
 # Resolving references
 # ----------------------------------------------------------------------------------------
 
-def _parse_hub_reference(ref):
-    """Return (repo_id, path_in_repo, revision or None) for a hub reference, None for a local path."""
+def _parse_hub_reference(ref, names_file=True):
+    """Return (repo_id, path_in_repo, revision or None) for a hub reference, None for a local path.
+
+    With names_file=False the reference may name a repository (path_in_repo "") or a folder in it.
+    """
     from huggingface_hub import parse_hf_uri
     from huggingface_hub.errors import HfUriError
 
@@ -143,7 +147,7 @@ def _parse_hub_reference(ref):
                          "hf://OWNER/REPO[@REVISION]/PATH/IN/REPO") from None
     if uri.type != "model":
         raise ValueError(f"{ref!r}: checkpoints are read from model repositories, not {uri.type}s")
-    if not uri.path_in_repo:
+    if names_file and not uri.path_in_repo:
         raise ValueError(f"{ref!r} names a repository, not a file; write "
                          f"hf://{uri.id}[@REVISION]/PATH/IN/REPO")
     return uri.id, uri.path_in_repo, uri.revision
@@ -187,6 +191,16 @@ def resolve_checkpoint(ref, revision=None):
         raise ValueError(f"{ref!r} names revision {ref_revision!r} but revision={revision!r} was given")
     revision = revision or ref_revision
     return _hub_download(ref, repo_id, filename, revision)
+
+
+def resolve_hub_file(repo_ref, filename):
+    """`filename` in a hub repository or folder written ``hf://OWNER/REPO[@REVISION][/FOLDER]`` (or as a
+    huggingface.co web address), as a local file path: downloaded, or from the hub cache."""
+    parsed = _parse_hub_reference(os.fspath(repo_ref), names_file=False)
+    if parsed is None:
+        raise CheckpointNotFoundError(f"{repo_ref}: not a hub repository; write hf://OWNER/REPO[@REVISION]")
+    repo_id, folder, revision = parsed
+    return _hub_download(repo_ref, repo_id, f"{folder}/{filename}" if folder else filename, revision)
 
 
 def _hub_download(ref, repo_id, filename, revision):
@@ -372,245 +386,35 @@ def load_checkpoint(ref, map_location="cpu", revision=None):
 
 
 # ----------------------------------------------------------------------------------------
-# Other clip sizes: a learned position table on a new token grid
+# Key prefixes: where the weights sit in a checkpoint, and under which names
 # ----------------------------------------------------------------------------------------
 
-POS_EMBED_KEYS = ("pos_embed", "encoder.pos_embed", "backbone.pos_embed")
+def checkpoint_state_dict(checkpoint, keys=("model", "module")):
+    """The weights inside a checkpoint dict: under the first of `keys` that holds a dict, else the dict itself.
 
-
-def grid_from_args(args, patch_size=16, tubelet_size=2):
-    """The (T', H', W') token grid a checkpoint was trained on, from its `args`."""
-    if getattr(args, "window_size", None) is not None:
-        return tuple(int(n) for n in args.window_size)
-    patch = getattr(args, "patch_size", patch_size)
-    patch = patch[0] if isinstance(patch, (tuple, list)) else patch
-    tubelet = getattr(args, "tubelet_size", tubelet_size)
-    return (args.num_frames // tubelet, args.input_size // patch, args.input_size // patch)
-
-
-def _infer_grid(num_tokens, new_grid):
-    """The square (T, S, S) grid of a table of `num_tokens` rows, preferring `new_grid`'s T, then its S."""
-    candidates = [(t, num_tokens // t, num_tokens // t) for t in range(1, num_tokens + 1)
-                  if num_tokens % t == 0 and round((num_tokens // t) ** 0.5) ** 2 == num_tokens // t]
-    candidates = [(t, round(s ** 0.5), round(s ** 0.5)) for t, s, _ in candidates]
-    for preferred in ([c for c in candidates if c[0] == new_grid[0]],
-                      [c for c in candidates if c[1:] == tuple(new_grid[1:])]):
-        if len(preferred) == 1:
-            return preferred[0]
-    raise ValueError(f"cannot tell the token grid of a position table with {num_tokens} rows "
-                     f"(candidates T x H x W: {candidates}); pass checkpoint_grid=grid_from_args(ckpt['args'])")
-
-
-def interpolate_pos_embed(checkpoint_model, model, checkpoint_grid=None):
-    """Resize a learned position table in a state dict to `model`'s token grid, in place.
-
-    Only a learned table (a `pos_embed` parameter in both the checkpoint and the model)
-    needs this: the fixed sinusoid table is not saved and each model builds it for its
-    own grid. The table is treated as a (D, T, H, W) volume and resized trilinearly with
-    align_corners=False, so every token keeps the position of its cell centre in the clip.
-
-    Args:
-        checkpoint_model: state dict holding `pos_embed` (1, T*H*W, D) (also accepted
-            with an `encoder.` / `backbone.` prefix); its entry is replaced.
-        model: the model to load into; `model.pos_embed` (1, T'*H'*W', D) and
-            `model.patch_embed.grid_size` (T', H', W') give the new grid.
-        checkpoint_grid: (T, H, W) of the saved table; inferred when omitted (square
-            frames, same T or same H, W as the model), see :func:`grid_from_args`.
-    Returns:
-        (T, H, W) the table was resized from, or None when nothing was resized.
+    ``model`` is VideoMAE's and this code's key, ``module`` DeepSpeed's; DINO's training
+    checkpoints keep their teacher under ``teacher``.
     """
-    key = next((k for k in POS_EMBED_KEYS if k in checkpoint_model), None)
-    target = getattr(model, "pos_embed", None)
-    if key is None or not isinstance(target, torch.nn.Parameter):
-        return None
-    table = checkpoint_model[key]
-    new_grid = tuple(model.patch_embed.grid_size)
-    if table.shape == target.shape:
-        return None
-    num_tokens, dim = table.shape[-2:]
-    old_grid = tuple(checkpoint_grid) if checkpoint_grid is not None else _infer_grid(num_tokens, new_grid)
-    if math.prod(old_grid) != num_tokens or dim != target.shape[-1]:
-        raise ValueError(f"position table {key} {tuple(table.shape)} does not fit a {old_grid} grid of "
-                         f"width {target.shape[-1]}")
-    volume = table.reshape(1, *old_grid, dim).permute(0, 4, 1, 2, 3).float()
-    volume = F.interpolate(volume, size=new_grid, mode="trilinear", align_corners=False)
-    checkpoint_model[key] = volume.permute(0, 2, 3, 4, 1).reshape(1, -1, dim).to(table.dtype)
-    return old_grid
+    for key in keys:
+        if key in checkpoint and isinstance(checkpoint[key], dict):
+            return checkpoint[key]
+    return checkpoint
 
 
-# ----------------------------------------------------------------------------------------
-# Continuing pretraining from a checkpoint (released or our own)
-# ----------------------------------------------------------------------------------------
+def strip_prefixes(state, prefixes):
+    """`state` with each of `prefixes` removed, in turn, from the keys that start with it.
 
-class OptimizerStateMismatchError(ValueError):
-    """A saved optimizer state that does not fit the optimizer built by this code."""
-
-
-# Training argument (published VideoMAE/SIGMA name) -> create_pretrain_model keyword.
-PRETRAIN_ARGS_TO_KWARGS = {
-    "input_size": "img_size",
-    "num_frames": "num_frames",
-    "tubelet_size": "tubelet_size",
-    "decoder_depth": "decoder_depth",
-    "target_type": "target_type",
-    "loss_func": "loss_func",
-    "normlize_target": "normlize_target",
-    "num_prototypes": "num_prototypes",
-    "sinkhorn_eps": "sinkhorn_eps",
-    "sinkhorn_iterations": "sinkhorn_iterations",
-    "soft_targets": "soft_targets",
-    "queue_length": "queue_length",
-    "drop_path": "drop_path_rate",
-}
-DINO_TARGETS = ("dino_v1", "dino_v2")
-
-
-def format_args(args):
-    """The settings of a checkpoint, one `name: value` line each, sorted by name."""
-    return "\n".join(f"  {name}: {value!r}" for name, value in sorted(vars(args).items()))
-
-
-def pretrain_model_config(args, state_dict=None, log=print):
-    """The `create_pretrain_model` call that rebuilds the model of a pretraining checkpoint.
-
-    Args:
-        args: the checkpoint's `args` Namespace (published or ours).
-        state_dict: its `model` weights; where they show a setting (the number of
-            prototypes, the decoder depth) they win over `args`, with a logged note.
-        log: where notes go.
-    Returns:
-        (name, kwargs), e.g. ("pretrain_videomae_base_patch16_224", {"img_size": 224, ...}).
+    E.g. ("module.", "backbone.") turns DDP's ``module.backbone.x`` and a plain
+    ``backbone.x`` into ``x``.
     """
-    from modeling_pretrain import MODELS
-
-    if args is None:
-        raise CheckpointError("the checkpoint has no `args`, so the model it holds is unknown; "
-                              "build the model yourself and load checkpoint['model'] into it")
-    name = getattr(args, "model", None)
-    if name not in MODELS:
-        raise CheckpointError(f"checkpoint args.model={name!r} is not a pretraining model of this code "
-                              f"({', '.join(MODELS)})")
-    kwargs = {kwarg: getattr(args, arg) for arg, kwarg in PRETRAIN_ARGS_TO_KWARGS.items() if hasattr(args, arg)}
-    patch = getattr(args, "patch_size", None)
-    if patch is not None:
-        kwargs["patch_size"] = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
-    if kwargs.get("target_type") in DINO_TARGETS:
-        kwargs["distillation_teacher"] = args.distillation_teacher
-    if kwargs.get("loss_func") != "SWAV":
-        kwargs.pop("num_prototypes", None)
-    if state_dict is not None:
-        from_weights = {}
-        if "prototypes" in state_dict:
-            from_weights["num_prototypes"] = state_dict["prototypes"].shape[0]
-        depths = [int(k.split(".")[2]) for k in state_dict if k.startswith("decoder.blocks.")]
-        if depths:
-            from_weights["decoder_depth"] = max(depths) + 1
-        for kwarg, value in from_weights.items():
-            if kwarg in kwargs and kwargs[kwarg] != value:
-                log(f"note: checkpoint args say {kwarg}={kwargs[kwarg]} but its weights hold {value}; using {value}")
-            kwargs[kwarg] = value
-    return name, kwargs
+    stripped = {}
+    for key, value in state.items():
+        for prefix in prefixes:
+            key = key.removeprefix(prefix)
+        stripped[key] = value
+    return stripped
 
 
-def build_pretrain_model_from_checkpoint(checkpoint, teacher_weights=None, log=print):
-    """Show a pretraining checkpoint's settings, rebuild its model and load the weights strictly.
-
-    Args:
-        checkpoint: dict from :func:`load_checkpoint` with `model` and `args`.
-        teacher_weights: for SIGMA-DINO checkpoints, the frozen teacher's weights (local
-            path or hub reference); which teacher is read from the checkpoint's
-            target_type and distillation_teacher.
-    Returns:
-        (model, name, kwargs).
-    """
-    from modeling_pretrain import create_pretrain_model, dino_teacher_spec
-
-    args = checkpoint.get("args")
-    state = checkpoint["model"]
-    name, kwargs = pretrain_model_config(args, state, log=log)
-    log(f"checkpoint settings (epoch {checkpoint.get('epoch', '?')}):\n{format_args(args)}")
-    if kwargs.get("target_type") in DINO_TARGETS:
-        spec = dino_teacher_spec(kwargs["target_type"], kwargs["distillation_teacher"])
-        log(f"projection network: frozen {kwargs['distillation_teacher']} ({spec.timm_name}), weights from "
-            f"{teacher_weights or 'nowhere yet'}; published weights: {spec.download}")
-        if teacher_weights is not None:
-            teacher_weights = resolve_checkpoint(teacher_weights)
-    log(f"model: {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})")
-    model = create_pretrain_model(name, teacher_weights=teacher_weights, **kwargs)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"the checkpoint's weights do not fit {name} built from its own args:\n{e}") from None
-    return model, name, kwargs
-
-
-def _no_decay_group(group):
-    if "use_weight_decay" in group:
-        return not group["use_weight_decay"]
-    return group["weight_decay"] == 0
-
-
-def _saved_param_names(saved, model_keys, no_weight_decay, shapes):
-    """Parameter names of a saved optimizer state, group by group.
-
-    torch saves only positions. Newer optimizers built from named parameters keep
-    `param_names`; otherwise the positions follow VideoMAE's grouping (decay / no decay)
-    of the model's parameters in state-dict order, which is rebuilt here.
-    """
-    groups = saved["param_groups"]
-    if all("param_names" in g for g in groups):
-        return [list(g["param_names"]) for g in groups]
-    names = []
-    for group in groups:
-        no_decay = _no_decay_group(group)
-        names.append([k for k in model_keys if k in shapes and no_decay == (
-            len(shapes[k]) <= 1 or k.endswith(".bias") or k in no_weight_decay)])
-    sizes, expected = [len(g["params"]) for g in groups], [len(n) for n in names]
-    if sizes != expected:
-        raise OptimizerStateMismatchError(
-            f"the saved optimizer has parameter groups of sizes {sizes}; grouping the checkpoint's parameters "
-            f"by weight decay gives {expected}")
-    return names
-
-
-def load_optimizer_state(optimizer, model, checkpoint):
-    """Load `checkpoint['optimizer']` into `optimizer`, matching parameters by name.
-
-    Matching by name (not by position) makes a checkpoint of another implementation
-    whose modules are registered in a different order load correctly. The moments of
-    every parameter must have its shape. The optimizer's own hyper-parameters (lr,
-    betas, weight decay: set by args and the schedules) are kept.
-
-    Raises:
-        OptimizerStateMismatchError: with the first difference; the caller decides
-        whether to stop (resuming a run) or start with fresh moments (continuing from
-        a checkpoint trained elsewhere).
-    """
-    saved = checkpoint.get("optimizer")
-    if not saved or "state" not in saved:
-        raise OptimizerStateMismatchError("the checkpoint holds no optimizer state")
-    params = dict(model.named_parameters())
-    shapes = {name: tuple(p.shape) for name, p in params.items()}
-    no_weight_decay = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
-    saved_names = _saved_param_names(saved, list(checkpoint["model"]), no_weight_decay, shapes)
-    position = {name: index for group, names in zip(saved["param_groups"], saved_names)
-                for index, name in zip(group["params"], names)}
-
-    name_of = {id(p): name for name, p in params.items()}
-    current = optimizer.state_dict()
-    new_state = {}
-    for group, current_group in zip(optimizer.param_groups, current["param_groups"]):
-        for param, index in zip(group["params"], current_group["params"]):
-            name = name_of.get(id(param))
-            if name not in position:
-                raise OptimizerStateMismatchError(f"the saved optimizer has no state for parameter {name}")
-            state = saved["state"].get(position[name])
-            if state is None:
-                continue
-            for key, value in state.items():
-                if torch.is_tensor(value) and value.dim() > 0 and tuple(value.shape) != tuple(param.shape):
-                    raise OptimizerStateMismatchError(
-                        f"saved optimizer state {key} of {name} has shape {tuple(value.shape)}, "
-                        f"the parameter {tuple(param.shape)}")
-            new_state[index] = state
-    optimizer.load_state_dict({"state": new_state, "param_groups": current["param_groups"]})
+def select_prefix(state, prefix):
+    """The entries of `state` whose keys start with `prefix`, with the prefix removed."""
+    return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}

@@ -43,7 +43,7 @@ import warnings
 import decord
 import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 
 from clip_lists import SPLIT_LISTS, read_clip_list, resolve_clip_list, split_list
 from masking_generator import build_masking_generator
@@ -52,7 +52,7 @@ from video_transforms import EvalView, FinetuneTrainAugmentation, PretrainingAug
 __all__ = [
     "BadDataError", "BadVideoError", "BadVideoWarning", "build_dataset", "build_pretraining_dataset",
     "check_bad_fraction", "decode_frames", "count_frames", "multiple_samples_collate", "normalize_video",
-    "read_clip_list", "resolve_clip_list", "seed_worker",
+    "read_clip_list", "resolve_clip_list", "seed_worker", "training_loader",
 ]
 
 # Our warnings name every bad file; ffmpeg's own messages about it would only repeat them.
@@ -477,3 +477,18 @@ def seed_worker(worker_id):
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+
+
+def training_loader(dataset, args, env):
+    """Shuffled training batches of this rank's share of `dataset`, the last incomplete batch dropped.
+
+    A DistributedSampler also on one process, so that its set_epoch gives the same data
+    order semantics everywhere; the loader's generator (seeded per epoch by the entry
+    point) seeds the workers. args: seed, batch_size, num_workers, pin_mem, num_sample.
+    """
+    sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=args.seed,
+                                 drop_last=True)
+    return DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
+                      pin_memory=args.pin_mem and env.device.type == "cuda", drop_last=True,
+                      collate_fn=multiple_samples_collate if args.num_sample > 1 else None,
+                      worker_init_fn=seed_worker, generator=torch.Generator())

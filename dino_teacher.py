@@ -8,7 +8,7 @@ training checkpoint, or timm's weights).
 """
 import os
 
-import torch
+from checkpoint import checkpoint_state_dict, load_checkpoint, strip_prefixes
 
 
 class DinoTeacherSpec:
@@ -78,13 +78,6 @@ def build_dino_teacher(spec, target_type, distillation_teacher, weights_path, im
 
 
 def _read_teacher_state(path):
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
     # DINO training checkpoints keep the weights under `teacher` (with a `backbone.` prefix).
-    for key in ("teacher", "model", "state_dict"):
-        if key in state and isinstance(state[key], dict):
-            state = state[key]
-            break
-    return {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+    state = checkpoint_state_dict(load_checkpoint(path), keys=("teacher", "model", "state_dict"))
+    return strip_prefixes(state, ("module.", "backbone."))

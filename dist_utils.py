@@ -177,3 +177,13 @@ def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def seed_epoch(seed, rank, epoch, generator):
+    """Seeds everything random in an epoch from (seed, rank, epoch): the global generators (augmentations,
+    masks, mixing) and `generator` (a loader's or sampler's: data order, the workers' seeds).
+
+    A run resumed at an epoch boundary replays exactly what the uninterrupted run would have done.
+    """
+    seed_everything(derive_seed(seed, rank, epoch))
+    generator.manual_seed(derive_seed(seed, rank, epoch, 1))

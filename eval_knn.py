@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 import dist_utils
 import utils
-from datasets import read_clip_list, split_list
+from clip_lists import read_clip_list, split_list
 from engine_for_finetuning import topk_correct
 from extract_features import add_encoder_args, build_encoder, compute_features
 

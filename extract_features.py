@@ -22,10 +22,11 @@ import time
 
 import dist_utils
 import utils
-from checkpoint import load_checkpoint, save_checkpoint_atomic
-from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES, read_clip_list, resolve_clip_list
+from checkpoint import checkpoint_state_dict, load_checkpoint, save_checkpoint_atomic
+from clip_lists import read_clip_list, resolve_clip_list
+from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES
 from engine_for_finetuning import eval_loader, eval_view_dataset, gather_outputs, run_inference
-from modeling_finetune import MODELS, checkpoint_state_dict, create_model, load_pretrained_encoder
+from modeling_finetune import MODELS, create_classifier, load_pretrained_encoder
 
 BoolFlag = utils.BoolFlag
 
@@ -77,8 +78,7 @@ def get_args_parser():
 def build_encoder(args):
     """The encoder of --finetune (random without it: seeded by --seed) as a headless classifier in eval mode."""
     dist_utils.seed_everything(args.seed)
-    encoder = create_model(args.model, num_classes=0, img_size=args.input_size, all_frames=args.num_frames,
-                           tubelet_size=args.tubelet_size, use_mean_pooling=args.use_mean_pooling)
+    encoder = create_classifier(args, num_classes=0)
     if args.finetune:
         # A classifier's head (or SIGMA-MLP's projection, also `head.*`) plays no part in the features.
         state = {key: value for key, value in checkpoint_state_dict(load_checkpoint(args.finetune)).items()

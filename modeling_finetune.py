@@ -1,9 +1,13 @@
-"""The VideoMAE vision transformer: building blocks and the video classifier.
+"""The VideoMAE vision transformer: building blocks, the video classifier, loading an encoder into it.
 
 The blocks here are shared by the pretraining encoder/decoder (modeling_pretrain.py)
 and by the classifier used for fine-tuning, linear probing and feature extraction.
 Parameter names follow the published VideoMAE/SIGMA checkpoints exactly, so their
-weights load strictly.
+weights load strictly. Besides the model: the one table from the entry points'
+arguments to a classifier (``create_classifier``) and from a checkpoint to the
+classifier it holds (``classifier_config``); the state-dict surgery of loading an
+encoder (``load_pretrained_encoder``), including resizing a learned position table
+to another clip size (``interpolate_pos_embed``).
 
 Shapes: a clip is (B, C, T, H, W); with tubelets of t x p x p it becomes
 N = (T / t) * (H / p) * (W / p) tokens of width D, ordered (t, h, w).
@@ -19,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, trunc_normal_
+
+from checkpoint import CheckpointError, checkpoint_state_dict, select_prefix, strip_prefixes
 
 LAYER_NORM_EPS = 1e-6
 
@@ -223,24 +229,175 @@ def _pair(size):
     return (size, size) if isinstance(size, int) else tuple(size)
 
 
-def _preset(size):
-    def build(**kwargs):
-        settings = dict(patch_size=16, mlp_ratio=4.0, qkv_bias=True, **ENCODER_PRESETS[size])
-        settings.update(kwargs)
-        return VisionTransformer(**settings)
-    build.__name__ = f"vit_{size}_patch16_224"
-    build.__doc__ = f"The {size} classifier; keyword arguments override the preset."
-    return build
+def encoder_preset_size(embed_dim, num_heads=None):
+    """The size in ENCODER_PRESETS of an encoder of this width (and head count, when given), or None."""
+    return next((size for size, preset in ENCODER_PRESETS.items() if preset["embed_dim"] == embed_dim
+                 and num_heads in (None, preset["num_heads"])), None)
 
 
-MODELS = {f"vit_{size}_patch16_224": _preset(size) for size in ENCODER_PRESETS}
+def preset_settings(presets, name, overrides):
+    """The constructor settings of preset `name` of `presets` (name -> settings), `overrides` applied."""
+    if name not in presets:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(presets)}")
+    return {**presets[name], **overrides}
+
+
+# Preset name (VideoMAE's) -> VisionTransformer settings.
+MODELS = {f"vit_{size}_patch16_224": dict(patch_size=16, mlp_ratio=4.0, qkv_bias=True, **encoder)
+          for size, encoder in ENCODER_PRESETS.items()}
 
 
 def create_model(name, **kwargs):
-    """Builds a classifier by preset name, e.g. ``create_model('vit_base_patch16_224', num_classes=174)``."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    return MODELS[name](**kwargs)
+    """Builds a classifier by preset name, e.g. ``create_model('vit_base_patch16_224', num_classes=174)``;
+    keyword arguments override the preset."""
+    return VisionTransformer(**preset_settings(MODELS, name, kwargs))
+
+
+# ---------------------------------------------------------------------------------
+# The table from arguments to a classifier
+# ---------------------------------------------------------------------------------
+
+# Argument of the entry points (the published VideoMAE name) -> create_model keyword.
+CLASSIFIER_ARGS_TO_KWARGS = {
+    "nb_classes": "num_classes",
+    "input_size": "img_size",
+    "num_frames": "all_frames",
+    "tubelet_size": "tubelet_size",
+    "use_mean_pooling": "use_mean_pooling",
+    "init_scale": "init_scale",
+    "drop": "drop_rate",
+    "attn_drop_rate": "attn_drop_rate",
+    "drop_path": "drop_path_rate",
+    "fc_drop_rate": "fc_drop_rate",
+}
+# The classifier's own parts, which an encoder checkpoint does not hold.
+CLASSIFIER_ONLY = ("fc_norm.", "head.")
+
+
+def create_classifier(args, **overrides):
+    """The classifier of an entry point's `args`: --model with those of its flags the table names;
+    `overrides` win (num_classes=0 for an encoder without a head)."""
+    kwargs = {kwarg: getattr(args, arg) for arg, kwarg in CLASSIFIER_ARGS_TO_KWARGS.items() if hasattr(args, arg)}
+    return create_model(args.model, **{**kwargs, **overrides})
+
+
+def classifier_config(checkpoint, input_size=None, num_frames=None, encoder_only=False):
+    """The `create_model` call that rebuilds the classifier (or bare encoder) a checkpoint holds.
+
+    Width, depth, MLP ratio, patch and tubelet come from the weights, the preset (for the
+    head count) from args.model or the width, the clip size from the arguments here or
+    else args. A fine-tuned classifier keeps its head and pooling unless `encoder_only`;
+    an encoder gets no head (num_classes=0) and mean pooling.
+    Returns (name, kwargs).
+    """
+    args = checkpoint.get("args")
+    state = checkpoint_state_dict(checkpoint)
+    encoder = encoder_state(state)
+    width = encoder["patch_embed.proj.weight"].shape[0]
+    depth = 1 + max(int(k.split(".")[1]) for k in encoder if k.startswith("blocks."))
+    model_name = getattr(args, "model", None)
+    size = encoder_preset_size(width)
+    if model_name:
+        size = model_name.removeprefix("pretrain_videomae_").removeprefix("vit_").split("_")[0]
+    if size not in ENCODER_PRESETS:
+        raise CheckpointError(f"cannot tell the model of this checkpoint (width {width}, args.model={model_name!r})")
+    input_size = input_size or getattr(args, "input_size", None)
+    num_frames = num_frames or getattr(args, "num_frames", None)
+    if input_size is None or num_frames is None:
+        raise CheckpointError("the checkpoint does not record its clip size: pass --input_size and --num_frames")
+    kwargs = dict(img_size=int(input_size), all_frames=int(num_frames), depth=depth,
+                  mlp_ratio=encoder["blocks.0.mlp.fc1.weight"].shape[0] / width,
+                  patch_size=int(encoder["patch_embed.proj.weight"].shape[-1]),
+                  tubelet_size=int(encoder["patch_embed.proj.weight"].shape[2]))
+    plain = strip_prefixes(state, ("backbone.",))
+    is_classifier = not encoder_only and not is_pretraining_state(state) and "head.weight" in plain
+    kwargs["num_classes"] = plain["head.weight"].shape[0] if is_classifier else 0
+    kwargs["use_mean_pooling"] = "fc_norm.weight" in plain if is_classifier else True
+    return f"vit_{size}_patch16_224", kwargs
+
+
+def build_classifier(checkpoint, input_size=None, num_frames=None, encoder_only=False):
+    """The classifier of :func:`classifier_config` holding the checkpoint's weights, in eval mode.
+
+    Returns (model, name, kwargs); raises CheckpointError if the weights leave any of its
+    parameters but the classifier's own uninitialised.
+    """
+    name, kwargs = classifier_config(checkpoint, input_size, num_frames, encoder_only)
+    model = create_model(name, **kwargs).eval()
+    is_classifier = kwargs["num_classes"] > 0
+    source = checkpoint if is_classifier else {"model": encoder_state(checkpoint_state_dict(checkpoint))}
+    report = load_pretrained_encoder(model, source)
+    expected_missing = [] if is_classifier else [k for k in model.state_dict() if k.startswith(CLASSIFIER_ONLY)]
+    if report["missing"] != sorted(expected_missing):
+        raise CheckpointError(f"the checkpoint leaves {report['missing']} of {name} uninitialised")
+    return model, name, kwargs
+
+
+# ---------------------------------------------------------------------------------
+# Other clip sizes: a learned position table on a new token grid
+# ---------------------------------------------------------------------------------
+
+POS_EMBED_KEYS = ("pos_embed", "encoder.pos_embed", "backbone.pos_embed")
+
+
+def grid_from_args(args, patch_size=16, tubelet_size=2):
+    """The (T', H', W') token grid a checkpoint was trained on, from its `args`."""
+    if getattr(args, "window_size", None) is not None:
+        return tuple(int(n) for n in args.window_size)
+    patch = getattr(args, "patch_size", patch_size)
+    patch = patch[0] if isinstance(patch, (tuple, list)) else patch
+    tubelet = getattr(args, "tubelet_size", tubelet_size)
+    return (args.num_frames // tubelet, args.input_size // patch, args.input_size // patch)
+
+
+def _infer_grid(num_tokens, new_grid):
+    """The square (T, S, S) grid of a table of `num_tokens` rows, preferring `new_grid`'s T, then its S."""
+    candidates = [(t, num_tokens // t, num_tokens // t) for t in range(1, num_tokens + 1)
+                  if num_tokens % t == 0 and round((num_tokens // t) ** 0.5) ** 2 == num_tokens // t]
+    candidates = [(t, round(s ** 0.5), round(s ** 0.5)) for t, s, _ in candidates]
+    for preferred in ([c for c in candidates if c[0] == new_grid[0]],
+                      [c for c in candidates if c[1:] == tuple(new_grid[1:])]):
+        if len(preferred) == 1:
+            return preferred[0]
+    raise ValueError(f"cannot tell the token grid of a position table with {num_tokens} rows "
+                     f"(candidates T x H x W: {candidates}); pass checkpoint_grid=grid_from_args(ckpt['args'])")
+
+
+def interpolate_pos_embed(checkpoint_model, model, checkpoint_grid=None):
+    """Resize a learned position table in a state dict to `model`'s token grid, in place.
+
+    Only a learned table (a `pos_embed` parameter in both the checkpoint and the model)
+    needs this: the fixed sinusoid table is not saved and each model builds it for its
+    own grid. The table is treated as a (D, T, H, W) volume and resized trilinearly with
+    align_corners=False, so every token keeps the position of its cell centre in the clip.
+
+    Args:
+        checkpoint_model: state dict holding `pos_embed` (1, T*H*W, D) (also accepted
+            with an `encoder.` / `backbone.` prefix); its entry is replaced.
+        model: the model to load into; `model.pos_embed` (1, T'*H'*W', D) and
+            `model.patch_embed.grid_size` (T', H', W') give the new grid.
+        checkpoint_grid: (T, H, W) of the saved table; inferred when omitted (square
+            frames, same T or same H, W as the model), see :func:`grid_from_args`.
+    Returns:
+        (T, H, W) the table was resized from, or None when nothing was resized.
+    """
+    key = next((k for k in POS_EMBED_KEYS if k in checkpoint_model), None)
+    target = getattr(model, "pos_embed", None)
+    if key is None or not isinstance(target, torch.nn.Parameter):
+        return None
+    table = checkpoint_model[key]
+    new_grid = tuple(model.patch_embed.grid_size)
+    if table.shape == target.shape:
+        return None
+    num_tokens, dim = table.shape[-2:]
+    old_grid = tuple(checkpoint_grid) if checkpoint_grid is not None else _infer_grid(num_tokens, new_grid)
+    if math.prod(old_grid) != num_tokens or dim != target.shape[-1]:
+        raise ValueError(f"position table {key} {tuple(table.shape)} does not fit a {old_grid} grid of "
+                         f"width {target.shape[-1]}")
+    volume = table.reshape(1, *old_grid, dim).permute(0, 4, 1, 2, 3).float()
+    volume = F.interpolate(volume, size=new_grid, mode="trilinear", align_corners=False)
+    checkpoint_model[key] = volume.permute(0, 2, 3, 4, 1).reshape(1, -1, dim).to(table.dtype)
+    return old_grid
 
 
 # ---------------------------------------------------------------------------------
@@ -251,12 +408,16 @@ def create_model(name, **kwargs):
 PRETRAIN_ONLY_PREFIXES = ("decoder.", "encoder_to_decoder.", "mask_token", "prototypes", "head.")
 
 
-def checkpoint_state_dict(checkpoint):
-    """The weights inside a checkpoint dict: under `model`, else `module`, else the dict itself."""
-    for key in ("model", "module"):
-        if key in checkpoint and isinstance(checkpoint[key], dict):
-            return checkpoint[key]
-    return checkpoint
+def is_pretraining_state(state):
+    """Whether `state` holds a pretraining model (its encoder under `encoder.`)."""
+    return any(key.startswith("encoder.") for key in state)
+
+
+def encoder_state(state):
+    """Classifier-style encoder weights (`patch_embed.*`, `blocks.*`, `norm.*`) of any checkpoint's weights."""
+    if is_pretraining_state(state):
+        return select_prefix(state, "encoder.")
+    return {k: v for k, v in strip_prefixes(state, ("backbone.",)).items() if not k.startswith(CLASSIFIER_ONLY)}
 
 
 def load_pretrained_encoder(model, checkpoint):
@@ -270,14 +431,12 @@ def load_pretrained_encoder(model, checkpoint):
     network `head.{0,2,4,6}`, `encoder_to_decoder`, `mask_token`, the encoder's final
     `norm`).
     """
-    from checkpoint import grid_from_args, interpolate_pos_embed
-
     state = dict(checkpoint_state_dict(checkpoint))
     # A learned position table trained on another clip size is resized to this grid
     # (the fixed sinusoid table is never saved: each model builds its own).
     args = checkpoint.get("args")
     interpolate_pos_embed(state, model, grid_from_args(args) if getattr(args, "num_frames", None) else None)
-    is_pretraining = any(key.startswith("encoder.") for key in state)
+    is_pretraining = is_pretraining_state(state)
     own = model.state_dict()
     loadable, unexpected = {}, []
     for key, value in state.items():

@@ -19,8 +19,9 @@ With ``loss_func='SWAV'`` both phi's features and the decoder's predictions are
 scored against K unit-norm prototypes, turned into balanced assignments by
 Sinkhorn-Knopp over the global batch, and each side predicts the other's assignment.
 
-The frozen DINO teacher is built in dino_teacher.py, the collapse diagnostics in
-collapse_diagnostics.py.
+The end of the file holds the presets and ``pretrain_model_config``, the one table
+from arguments (the run's or a checkpoint's) to a pretraining model. The frozen DINO
+teacher is built in dino_teacher.py, the collapse diagnostics in collapse_diagnostics.py.
 """
 import math
 
@@ -29,10 +30,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from checkpoint import CheckpointError
 from collapse_diagnostics import assignment_stats, feature_geometry
 from dino_teacher import build_dino_teacher, dino_teacher_spec
 from masking_generator import gather_tokens, mask_indices
-from modeling_finetune import ENCODER_PRESETS, PatchEmbed, get_sinusoid_encoding_table, layer_norm, make_blocks
+from modeling_finetune import (ENCODER_PRESETS, PatchEmbed, get_sinusoid_encoding_table, layer_norm, make_blocks,
+                               preset_settings)
 from sinkhorn import sinkhorn_knopp
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -54,7 +57,8 @@ DECODER_PRESETS = {
     "huge": dict(decoder_embed_dim=640, decoder_num_heads=8),
 }
 
-TARGET_TYPES = ("pixel", "mlp", "dino_v1", "dino_v2")
+DINO_TARGETS = ("dino_v1", "dino_v2")
+TARGET_TYPES = ("pixel", "mlp", *DINO_TARGETS)
 LOSS_FUNCS = ("L2", "SWAV")
 
 
@@ -237,7 +241,7 @@ class PretrainVisionTransformer(nn.Module):
         Pixels and the teacher carry no gradient; the MLP phi does (it is trained by
         the first term of the SIGMA loss).
         """
-        if self.target_type in ("dino_v1", "dino_v2"):
+        if self.target_type in DINO_TARGETS:
             return gather_tokens(self.teacher_features(videos), masked_index)
         with torch.no_grad():
             tubes = gather_tokens(self.patchify(videos), masked_index)
@@ -351,28 +355,95 @@ class PretrainVisionTransformer(nn.Module):
 
 
 # ---------------------------------------------------------------------------------
-# Presets
+# Presets and the table from arguments to a pretraining model
 # ---------------------------------------------------------------------------------
 
-def _preset(size):
-    def build(**kwargs):
-        encoder = ENCODER_PRESETS[size]
-        settings = dict(patch_size=16, encoder_embed_dim=encoder["embed_dim"], encoder_depth=encoder["depth"],
-                        encoder_num_heads=encoder["num_heads"], mlp_ratio=4.0, qkv_bias=True,
-                        **DECODER_PRESETS[size])
-        settings.update(kwargs)
-        return PretrainVisionTransformer(**settings)
-    build.__name__ = f"pretrain_videomae_{size}_patch16_224"
-    build.__doc__ = f"The {size} pretraining model; keyword arguments override the preset."
-    return build
-
-
-MODELS = {f"pretrain_videomae_{size}_patch16_224": _preset(size) for size in ENCODER_PRESETS}
+# Preset name (VideoMAE's) -> PretrainVisionTransformer settings.
+MODELS = {
+    f"pretrain_videomae_{size}_patch16_224": dict(
+        patch_size=16, encoder_embed_dim=encoder["embed_dim"], encoder_depth=encoder["depth"],
+        encoder_num_heads=encoder["num_heads"], mlp_ratio=4.0, qkv_bias=True, **DECODER_PRESETS[size])
+    for size, encoder in ENCODER_PRESETS.items()}
 
 
 def create_pretrain_model(name, **kwargs):
     """Builds a pretraining model by preset name, e.g. ``create_pretrain_model(
-    'pretrain_videomae_base_patch16_224', target_type='mlp', loss_func='SWAV')``."""
+    'pretrain_videomae_base_patch16_224', target_type='mlp', loss_func='SWAV')``; keyword
+    arguments override the preset."""
+    return PretrainVisionTransformer(**preset_settings(MODELS, name, kwargs))
+
+
+# Training argument (published VideoMAE/SIGMA name) -> create_pretrain_model keyword.
+PRETRAIN_ARGS_TO_KWARGS = {
+    "input_size": "img_size",
+    "num_frames": "num_frames",
+    "tubelet_size": "tubelet_size",
+    "decoder_depth": "decoder_depth",
+    "target_type": "target_type",
+    "loss_func": "loss_func",
+    "normlize_target": "normlize_target",
+    "num_prototypes": "num_prototypes",
+    "sinkhorn_eps": "sinkhorn_eps",
+    "sinkhorn_iterations": "sinkhorn_iterations",
+    "soft_targets": "soft_targets",
+    "queue_length": "queue_length",
+    "drop_path": "drop_path_rate",
+}
+# The arguments that decide the shapes of the saved weights: a checkpoint's own replace
+# the command line's when a run continues from it.
+ARCHITECTURE_ARGS = ("model", "decoder_depth", "target_type", "loss_func", "distillation_teacher", "num_prototypes")
+
+
+def pretrain_model_config(args, state_dict=None, log=print):
+    """The `create_pretrain_model` call of a run's or a checkpoint's arguments.
+
+    Args:
+        args: run_sigma_pretraining.py's arguments, or a checkpoint's `args` (published
+            or ours).
+        state_dict: the checkpoint's `model` weights; where they show a setting (the
+            number of prototypes, the decoder depth; the encoder depth and MLP ratio
+            where they are not the preset's) they win over `args`, with a logged note.
+        log: where notes go.
+    Returns:
+        (name, kwargs), e.g. ("pretrain_videomae_base_patch16_224", {"img_size": 224, ...});
+        the teacher's weights are not among them (``teacher_weights=``, a local file).
+    """
+    if args is None:
+        raise CheckpointError("the checkpoint has no `args`, so the model it holds is unknown; "
+                              "build the model yourself and load checkpoint['model'] into it")
+    name = getattr(args, "model", None)
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    return MODELS[name](**kwargs)
+        raise CheckpointError(f"checkpoint args.model={name!r} is not a pretraining model of this code "
+                              f"({', '.join(MODELS)})")
+    kwargs = {kwarg: getattr(args, arg) for arg, kwarg in PRETRAIN_ARGS_TO_KWARGS.items() if hasattr(args, arg)}
+    patch = getattr(args, "patch_size", None)
+    if patch is not None:
+        kwargs["patch_size"] = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
+    if kwargs.get("target_type") in DINO_TARGETS:
+        kwargs["distillation_teacher"] = args.distillation_teacher
+    if kwargs.get("loss_func") != "SWAV":
+        kwargs.pop("num_prototypes", None)
+    if state_dict is not None:
+        for kwarg, value in _settings_in_weights(name, state_dict).items():
+            if kwarg in kwargs and kwargs[kwarg] != value:
+                log(f"note: checkpoint args say {kwarg}={kwargs[kwarg]} but its weights hold {value}; using {value}")
+            kwargs[kwarg] = value
+    return name, kwargs
+
+
+def _settings_in_weights(name, state_dict):
+    settings = {}
+    if "prototypes" in state_dict:
+        settings["num_prototypes"] = state_dict["prototypes"].shape[0]
+    for part, kwarg in (("decoder", "decoder_depth"), ("encoder", "encoder_depth")):
+        depths = [int(k.split(".")[2]) for k in state_dict if k.startswith(f"{part}.blocks.")]
+        if depths:
+            settings[kwarg] = max(depths) + 1
+    if "encoder.blocks.0.mlp.fc1.weight" in state_dict:
+        hidden, width = state_dict["encoder.blocks.0.mlp.fc1.weight"].shape
+        settings["mlp_ratio"] = hidden / width
+    # Encoder settings only where they leave the preset: a published model keeps its usual call.
+    for kwarg in ("encoder_depth", "mlp_ratio"):
+        if settings.get(kwarg) == MODELS[name][kwarg]:
+            del settings[kwarg]
+    return settings

@@ -27,7 +27,6 @@ softmax averaged per video, and the per-view logits saved to OUTPUT_DIR/test_pre
 import argparse
 import math
 import os
-import shutil
 import time
 
 import numpy as np
@@ -37,27 +36,23 @@ from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, RandomSampler
 
 import dist_utils
+import training_state
 import utils
-from checkpoint import load_checkpoint, save_checkpoint_atomic
-from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES, build_dataset, multiple_samples_collate, seed_worker
+from checkpoint import load_checkpoint
+from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES, build_dataset, training_loader
 from engine_for_finetuning import (FeatureDataset, FeatureProbe, VideoMixup, describe_scores, eval_loader,
                                    eval_view_dataset, evaluate, freeze_backbone, gather_outputs, is_sharded,
                                    merge_views, pooled_tokens, run_inference, save_predictions, train_one_epoch)
-from modeling_finetune import MODELS, create_model, load_pretrained_encoder
+from modeling_finetune import MODELS, create_classifier, load_pretrained_encoder
 from optim_factory import create_optimizer, scaled_schedules
 
 BoolFlag = utils.BoolFlag
 # The published few-shot subsets (--examples) draw their videos with this seed.
 EXAMPLES_SEED = 99999
-BEST_CHECKPOINT = "checkpoint-best.pth"
 PREDICTIONS_FILE = "test_predictions.pt"
-# DeepSpeed checkpoint folders are named by this tag; DeepSpeed's own `latest` file names the newest.
-DEEPSPEED_TAG = "checkpoint-{}"
-DEEPSPEED_BEST_TAG = "checkpoint-best"
-DEEPSPEED_MODEL_FILE = "mp_rank_00_model_states.pt"
 # Training augmentation flags that cached features cannot honour, with their "off" values.
 AUGMENTATION_OFF = {"mixup": 0.0, "cutmix": 0.0, "cutmix_minmax": None, "aa": "none", "reprob": 0.0}
 
@@ -255,28 +250,14 @@ def main(args):
 
 def run(args, env):
     device = env.device
-    args.world_size = env.world_size
-    args.precision = utils.resolve_precision(args.precision, device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
     if args.enable_deepspeed and not args.eval and not torch.distributed.is_initialized():
         raise RuntimeError("--enable_deepspeed needs a process group: start with torchrun, also for one process "
                            "(torchrun --standalone --nproc_per_node=1 run_class_finetuning.py ...)")
-    if args.output_dir:
-        os.makedirs(args.output_dir, exist_ok=True)
-        if args.log_dir is None:
-            args.log_dir = os.path.join(args.output_dir, "tensorboard")
-    else:
-        print("WARNING: no --output_dir: no checkpoint, log or prediction file will be written")
+    utils.start_run(args, env, written="prediction")
 
     dist_utils.seed_everything(args.seed)  # the same initial weights on every rank
     test_set, args.nb_classes = build_dataset(is_train=False, test_mode=True, args=args)
-    classifier = create_model(
-        args.model, num_classes=args.nb_classes, img_size=args.input_size, all_frames=args.num_frames,
-        tubelet_size=args.tubelet_size, drop_rate=args.drop, attn_drop_rate=args.attn_drop_rate,
-        drop_path_rate=args.drop_path, init_scale=args.init_scale, use_mean_pooling=args.use_mean_pooling,
-        fc_drop_rate=args.fc_drop_rate)
+    classifier = create_classifier(args)
     args.window_size = tuple(classifier.patch_embed.grid_size)
     has_head = load_finetune_checkpoint(classifier, args) if args.finetune else False
     if args.linear_probing:
@@ -301,12 +282,7 @@ def run(args, env):
         train_loader = DataLoader(train_set, batch_size=args.batch_size * env.world_size, drop_last=True,
                                   sampler=RandomSampler(train_set, generator=torch.Generator()))
     else:
-        sampler = DistributedSampler(train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
-                                     seed=args.seed, drop_last=True)
-        train_loader = DataLoader(train_set, batch_size=args.batch_size, sampler=sampler,
-                                  num_workers=args.num_workers, pin_memory=args.pin_mem and device.type == "cuda",
-                                  drop_last=True, collate_fn=multiple_samples_collate if args.num_sample > 1 else None,
-                                  worker_init_fn=seed_worker, generator=torch.Generator())
+        train_loader = training_loader(train_set, args, env)
     steps_per_epoch = len(train_loader) // args.update_freq
     if steps_per_epoch == 0:
         raise ValueError(f"{len(train_set)} training videos are fewer than one step of --batch_size {args.batch_size} "
@@ -339,11 +315,7 @@ def run(args, env):
     print(f"model {args.model}: {n_parameters:,} trained parameters, token grid {args.window_size}, "
           f"precision {args.precision}{', DeepSpeed ZeRO stage %d' % args.zero_stage if args.enable_deepspeed else ''}"
           f", {steps_per_epoch} steps per epoch, device {device}")
-    scalar_logger = None
-    if env.is_main and args.output_dir:
-        utils.save_json(vars(args), os.path.join(args.output_dir, "args.json"))
-    if env.is_main and args.log_dir:
-        scalar_logger = utils.ScalarLogger(args.log_dir, utils.start_wandb(args) if args.wandb else None)
+    scalar_logger = utils.start_records(args, env)
 
     mixup_fn, criterion = None, nn.CrossEntropyLoss(label_smoothing=args.smoothing)
     if features is None and (args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None):
@@ -360,13 +332,11 @@ def run(args, env):
     for epoch in range(start_epoch, args.epochs):
         # Everything random in an epoch derives from (seed, rank, epoch): data order,
         # augmentations, mixing. A probe on cached features draws the same on every rank.
-        seed_rank = 0 if features is not None else env.rank
-        dist_utils.seed_everything(dist_utils.derive_seed(args.seed, seed_rank, epoch))
         if features is not None:
-            train_loader.sampler.generator.manual_seed(dist_utils.derive_seed(args.seed, seed_rank, epoch, 1))
+            dist_utils.seed_epoch(args.seed, 0, epoch, train_loader.sampler.generator)
         else:
             train_loader.sampler.set_epoch(epoch)
-            train_loader.generator.manual_seed(dist_utils.derive_seed(args.seed, seed_rank, epoch, 1))
+            dist_utils.seed_epoch(args.seed, env.rank, epoch, train_loader.generator)
         stats = train_one_epoch(
             model, classifier, criterion, train_loader, optimizer, scaler, epoch=epoch, epochs=args.epochs,
             start_step=epoch * steps_per_epoch, num_steps=steps_per_epoch, update_freq=args.update_freq,
@@ -395,20 +365,16 @@ def run(args, env):
         # the whole encoder every epoch, so it saves only the kept epochs.
         keep = (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs
         if args.output_dir and args.save_ckpt and (keep or features is None):
-            save_training_state(model, classifier, optimizer, scaler, model_ema, args, env, epoch, max_accuracy,
-                                is_best and features is None, keep)
-        if env.is_main and args.output_dir:
-            utils.append_json_line(record, os.path.join(args.output_dir, "log.txt"))
+            save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, epoch, max_accuracy,
+                             is_best and features is None, keep)
+        utils.log_epoch(record, args, env)
 
     print(f"training done: epochs {start_epoch}-{args.epochs - 1} in {(time.time() - start_time) / 60:.1f} min")
     test_loader = eval_loader(FeatureDataset(features["test"]) if features else test_set, args, env, args.dist_eval)
     scores = multi_view_test(eval_forward(classifier, features), test_loader, test_set, args, env, input_dtype)
-    if env.is_main and args.output_dir:
-        utils.append_json_line({f"test_{k}": scores[k] for k in ("acc1", "acc5", "mean_class_acc1", "videos")},
-                               os.path.join(args.output_dir, "log.txt"))
+    utils.log_epoch({f"test_{k}": scores[k] for k in ("acc1", "acc5", "mean_class_acc1", "videos")}, args, env)
     if scalar_logger is not None:
         scalar_logger.close()
-        print(f"TensorBoard: tensorboard --logdir {args.log_dir}")
 
 
 # ---------------------------------------------------------------------------------
@@ -496,57 +462,24 @@ def start_deepspeed(classifier, optimizer, args):
 
 
 def resume(model, classifier, optimizer, scaler, model_ema, args, env):
-    """Restores the newest complete checkpoint in --output_dir, else --resume; returns (start epoch, best acc1).
-
-    Rank 0 chooses the file and the others load the same one, so no two ranks can
-    resume from different epochs.
-    """
+    """Restores the newest complete checkpoint in --output_dir, else --resume; returns (start epoch, best acc1)."""
     if args.enable_deepspeed:
-        latest = os.path.join(args.output_dir, "latest") if args.output_dir else ""
-        if args.auto_resume and os.path.isfile(latest):
-            load_dir, tag = args.output_dir, None
-        elif args.resume:
-            load_dir, tag = os.path.split(os.path.normpath(args.resume))
-        else:
-            return 0, 0.0
-        path, client_state = model.load_checkpoint(load_dir, tag=tag)
-        if path is None:
-            raise FileNotFoundError(f"no DeepSpeed checkpoint {tag or 'named by latest'} in {load_dir}")
-        print(f"resumed from {path} (epoch {client_state['epoch']} done)")
-        return client_state["epoch"] + 1, client_state["max_accuracy"]
-
-    path, checkpoint = None, None
-    if args.auto_resume and args.output_dir:
-        path, checkpoint = utils.find_resume_checkpoint(args.output_dir) if env.is_main else (None, None)
-        path = dist_utils.broadcast_object(path)
-    if path is None and args.resume:
-        path = args.resume
+        client_state = training_state.restore_deepspeed(model, args)
+        return (0, 0.0) if client_state is None else (client_state["epoch"] + 1, client_state["max_accuracy"])
+    path, checkpoint, _ = training_state.find_start(args, env)
     if path is None:
         return 0, 0.0
-    checkpoint = checkpoint if checkpoint is not None else load_checkpoint(path)
-    start_epoch = utils.restore_training_state(checkpoint, path, classifier, optimizer, scaler)
-    if model_ema is not None:
-        if "model_ema" not in checkpoint:
-            raise ValueError(f"{path} has no model_ema weights: resume without --model_ema, or from a run with it")
-        model_ema.module.load_state_dict(checkpoint["model_ema"])
-    print(f"resumed from {path} (epoch {checkpoint['epoch']} done); continuing at epoch {start_epoch}")
+    # own_run=True also for --resume: a fine-tuning run continues a run of this code, whose optimizer must fit.
+    start_epoch = training_state.restore(checkpoint, path, classifier, optimizer, scaler, model_ema=model_ema)
     return start_epoch, checkpoint.get("max_accuracy", 0.0)
 
 
-def save_training_state(model, classifier, optimizer, scaler, model_ema, args, env, epoch, max_accuracy, is_best,
-                        keep):
-    """checkpoint-latest.pth every epoch, checkpoint-{epoch}.pth every --save_ckpt_freq epochs and at the end,
-    checkpoint-best.pth (weights only) at a new best validation top-1. A DeepSpeed run writes DeepSpeed's
-    folders instead: checkpoint-{epoch}/ (the previous one removed unless kept) and checkpoint-best/."""
+def save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, epoch, max_accuracy, is_best, keep):
+    """checkpoint-latest.pth every epoch, checkpoint-{epoch}.pth when `keep`, checkpoint-best.pth (weights only)
+    at a new best validation top-1; a DeepSpeed run writes DeepSpeed's folders instead (training_state.py)."""
     if args.enable_deepspeed:
-        client_state = dict(epoch=epoch, max_accuracy=max_accuracy)
-        model.save_checkpoint(args.output_dir, tag=DEEPSPEED_TAG.format(epoch), client_state=client_state)
-        if is_best:
-            model.save_checkpoint(args.output_dir, tag=DEEPSPEED_BEST_TAG, client_state=client_state,
-                                  save_latest=False)
-        previous = os.path.join(args.output_dir, DEEPSPEED_TAG.format(epoch - 1))
-        if env.is_main and epoch % args.save_ckpt_freq and os.path.isdir(previous):
-            shutil.rmtree(previous)
+        training_state.save_deepspeed(model, args.output_dir, dict(epoch=epoch, max_accuracy=max_accuracy), is_best,
+                                      previous_kept=epoch % args.save_ckpt_freq == 0, is_main=env.is_main)
         return
     if not env.is_main:
         return
@@ -554,10 +487,8 @@ def save_training_state(model, classifier, optimizer, scaler, model_ema, args, e
                  scaler=scaler.state_dict(), args=args, max_accuracy=max_accuracy)
     if model_ema is not None:
         state["model_ema"] = model_ema.module.state_dict()
-    utils.save_training_checkpoint(args.output_dir, state, keep)
-    if is_best:
-        save_checkpoint_atomic(dict(model=classifier.state_dict(), epoch=epoch, args=args, max_accuracy=max_accuracy),
-                               os.path.join(args.output_dir, BEST_CHECKPOINT))
+    best = dict(model=classifier.state_dict(), epoch=epoch, args=args, max_accuracy=max_accuracy) if is_best else None
+    training_state.save(args.output_dir, state, keep, best=best)
 
 
 # ---------------------------------------------------------------------------------
@@ -587,7 +518,7 @@ def multi_view_test(forward, loader, test_set, args, env, input_dtype=None):
 
 def evaluate_only(classifier, test_set, has_head, args, env):
     """--eval: the multi-view test of a trained classifier, refused for one without a trained head."""
-    source = eval_weights(args)
+    source = training_state.trained_weights(args)
     if source is not None:
         report = load_pretrained_encoder(classifier, load_checkpoint(source))
         has_head = "head.weight" not in report["missing"]
@@ -600,37 +531,10 @@ def evaluate_only(classifier, test_set, has_head, args, env):
             f"--eval: {source or args.finetune} holds no trained head for {args.nb_classes} classes (a pretraining "
             "checkpoint, or a classifier of another label set), so the test would score a random classifier. "
             "Fine-tune or linear-probe it first (FINETUNE.md), then evaluate that run with its --output_dir or "
-            f"--resume OUTPUT_DIR/{BEST_CHECKPOINT}")
+            f"--resume OUTPUT_DIR/{training_state.BEST_CHECKPOINT}")
     classifier.to(env.device)
     multi_view_test(eval_forward(classifier, None), eval_loader(test_set, args, env, args.dist_eval), test_set,
                     args, env)
-
-
-def eval_weights(args):
-    """The checkpoint --eval tests: --resume, else in --output_dir the best, else the newest; None: --finetune's."""
-    if args.resume:
-        return deepspeed_weights(args.resume) if os.path.isdir(args.resume) else args.resume
-    if not args.output_dir:
-        return None
-    best = os.path.join(args.output_dir, BEST_CHECKPOINT)
-    if os.path.isfile(best):
-        return best
-    if os.path.isdir(os.path.join(args.output_dir, DEEPSPEED_BEST_TAG)):
-        return deepspeed_weights(os.path.join(args.output_dir, DEEPSPEED_BEST_TAG))
-    latest = os.path.join(args.output_dir, "latest")
-    if os.path.isfile(latest):
-        with open(latest) as f:
-            return deepspeed_weights(os.path.join(args.output_dir, f.read().strip()))
-    path, _ = utils.find_resume_checkpoint(args.output_dir)
-    return path
-
-
-def deepspeed_weights(folder):
-    """The model file of a DeepSpeed checkpoint folder (ZeRO 1/2 keep whole weights there)."""
-    path = os.path.join(folder, DEEPSPEED_MODEL_FILE)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{folder} is not a DeepSpeed checkpoint folder: it has no {DEEPSPEED_MODEL_FILE}")
-    return path
 
 
 if __name__ == "__main__":

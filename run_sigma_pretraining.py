@@ -19,22 +19,20 @@ their logs show. The global batch is --batch_size x --num_sample x processes;
 restarted with the same --output_dir resumes from its newest complete checkpoint.
 """
 import argparse
-import json
 import os
 import time
 
-import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
 
 import dist_utils
+import training_state
 import utils
-from checkpoint import format_args, load_checkpoint
-from datasets import build_pretraining_dataset, check_bad_fraction, multiple_samples_collate, seed_worker
+from datasets import build_pretraining_dataset, check_bad_fraction, training_loader
 from dino_teacher import DINO_TEACHERS
 from engine_for_pretraining import train_one_epoch
 from masking_generator import MASK_GENERATORS
-from modeling_pretrain import LOSS_FUNCS, MODELS, TARGET_TYPES, create_pretrain_model
+from modeling_pretrain import (ARCHITECTURE_ARGS, LOSS_FUNCS, MODELS, TARGET_TYPES, create_pretrain_model,
+                               pretrain_model_config)
 from optim_factory import create_optimizer, scaled_schedules
 
 BoolFlag = utils.BoolFlag
@@ -185,48 +183,26 @@ def main(args):
 
 def train(args, env):
     device = env.device
-    args.world_size = env.world_size
-    args.precision = utils.resolve_precision(args.precision, device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-    if args.output_dir:
-        os.makedirs(args.output_dir, exist_ok=True)
-        args.log_dir = args.log_dir or os.path.join(args.output_dir, "tensorboard")
-    else:
-        print("WARNING: no --output_dir: no checkpoint, log or TensorBoard file will be written")
+    utils.start_run(args, env, written="TensorBoard")
 
-    path, checkpoint, own_run = find_checkpoint(args, env)
+    path, checkpoint, own_run = training_state.find_start(args, env)
     if checkpoint is not None:
         if not own_run and checkpoint.get("args") is not None:
-            print(f"settings of {path}:\n{format_args(checkpoint['args'])}")
-        adopt_checkpoint_architecture(checkpoint.get("args"), args)
+            print(f"settings of {path}:\n{utils.format_args(checkpoint['args'], repr)}")
+        training_state.adopt_architecture(checkpoint.get("args"), args, ARCHITECTURE_ARGS)
 
     dist_utils.seed_everything(args.seed)  # the same initial weights on every rank
-    model = create_pretrain_model(
-        args.model, img_size=args.input_size, num_frames=args.num_frames, decoder_depth=args.decoder_depth,
-        drop_path_rate=args.drop_path, target_type=args.target_type, loss_func=args.loss_func,
-        normlize_target=args.normlize_target, num_prototypes=args.num_prototypes,
-        sinkhorn_eps=args.sinkhorn_eps, sinkhorn_iterations=args.sinkhorn_iterations,
-        soft_targets=args.soft_targets, queue_length=args.queue_length,
-        distillation_teacher=args.distillation_teacher,
-        teacher_weights=args.teacher_weights)
+    name, kwargs = pretrain_model_config(args)
+    model = create_pretrain_model(name, teacher_weights=args.teacher_weights, **kwargs)
     args.window_size = tuple(model.encoder.patch_embed.grid_size)
 
     dataset = build_pretraining_dataset(args)
-    # Also on one process, so that set_epoch gives the same data order semantics everywhere.
-    sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
-                                 seed=args.seed, drop_last=True)
-    loader = DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
-                        pin_memory=args.pin_mem and device.type == "cuda", drop_last=True,
-                        collate_fn=multiple_samples_collate if args.num_sample > 1 else None,
-                        worker_init_fn=seed_worker, generator=torch.Generator())
+    loader = training_loader(dataset, args, env)
     steps_per_epoch = min(len(loader), args.steps_per_epoch or len(loader))
     if steps_per_epoch == 0:
         raise ValueError(f"{len(dataset)} clips are fewer than one step of --batch_size {args.batch_size} on "
                          f"{env.world_size} process(es)")
     args.num_training_steps_per_epoch = steps_per_epoch
-
     args.global_batch_size = args.batch_size * args.num_sample * env.world_size
     lr_schedule, wd_schedule = scaled_schedules(
         args, steps_per_epoch, f" = {args.batch_size} per process x {args.num_sample} per video x {env.world_size} "
@@ -243,29 +219,22 @@ def train(args, env):
 
     start_epoch = 0
     if checkpoint is not None:
-        start_epoch = utils.restore_training_state(checkpoint, path, model_without_ddp, optimizer, scaler, own_run)
-        print(f"resumed from {path} (epoch {checkpoint['epoch']} done); continuing at epoch {start_epoch}")
-        report_changed_settings(checkpoint.get("args"), args)
+        start_epoch = training_state.restore(checkpoint, path, model_without_ddp, optimizer, scaler, own_run)
+        training_state.report_changed_settings(checkpoint.get("args"), args)
 
     print(utils.describe_run(args))
     n_parameters = sum(p.numel() for p in model_without_ddp.parameters() if p.requires_grad)
     print(f"model {args.model}: {n_parameters / 1e6:.2f}M trained parameters, token grid {args.window_size}, "
           f"precision {args.precision}, {steps_per_epoch} steps per epoch, device {device}")
-    scalar_logger = None
-    if env.is_main and args.output_dir:
-        utils.save_json(vars(args), os.path.join(args.output_dir, "args.json"))
-    if env.is_main and args.log_dir:
-        scalar_logger = utils.ScalarLogger(args.log_dir, utils.start_wandb(args) if args.wandb else None)
+    scalar_logger = utils.start_records(args, env)
 
     frozen = frozen_at_start(model_without_ddp, args)
     start_time = time.time()
     for epoch in range(start_epoch, args.epochs):
         # Everything random in an epoch derives from (seed, rank, epoch): data order,
-        # augmentations, masks. A run resumed at an epoch boundary replays exactly
-        # what the uninterrupted run would have done.
-        sampler.set_epoch(epoch)
-        dist_utils.seed_everything(dist_utils.derive_seed(args.seed, env.rank, epoch))
-        loader.generator.manual_seed(dist_utils.derive_seed(args.seed, env.rank, epoch, 1))
+        # augmentations, masks.
+        loader.sampler.set_epoch(epoch)
+        dist_utils.seed_epoch(args.seed, env.rank, epoch, loader.generator)
         stats = train_one_epoch(
             model, loader, optimizer, scaler, epoch=epoch, epochs=args.epochs,
             start_step=epoch * steps_per_epoch, num_steps=steps_per_epoch, lr_schedule=lr_schedule,
@@ -275,9 +244,9 @@ def train(args, env):
             numbered = (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs
             state = dict(model=model_without_ddp.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch,
                          scaler=scaler.state_dict(), args=args, step=(epoch + 1) * steps_per_epoch)
-            utils.save_training_checkpoint(args.output_dir, state, numbered)
-            utils.append_json_line({**{f"train_{k}": v for k, v in stats.items()}, "epoch": epoch,
-                                    "n_parameters": n_parameters}, os.path.join(args.output_dir, "log.txt"))
+            training_state.save(args.output_dir, state, numbered)
+        utils.log_epoch({**{f"train_{k}": v for k, v in stats.items()}, "epoch": epoch, "n_parameters": n_parameters},
+                        args, env)
         # After saving, so the epoch is kept; the counts are global, so every rank decides alike.
         check_bad_fraction(stats["bad_videos"], stats["clips"] // args.num_sample, args.max_bad_fraction,
                            where=f"in epoch {epoch}")
@@ -291,25 +260,6 @@ def train(args, env):
         print(f"checkpoints and log.txt in {args.output_dir}")
     if scalar_logger is not None:
         scalar_logger.close()
-        print(f"TensorBoard: tensorboard --logdir {args.log_dir}")
-
-
-def find_checkpoint(args, env):
-    """(path, checkpoint, own_run) to start from, else (None, None, False).
-
-    The newest complete checkpoint in --output_dir (own_run: this run's own file),
-    else --resume (a checkpoint of another run, a released one included). Rank 0
-    chooses and the others load the same file, so no two ranks can resume from
-    different epochs.
-    """
-    if args.auto_resume and args.output_dir:
-        path, checkpoint = utils.find_resume_checkpoint(args.output_dir) if env.is_main else (None, None)
-        path = dist_utils.broadcast_object(path)
-        if path is not None:
-            return path, checkpoint if checkpoint is not None else load_checkpoint(path), True
-    if args.resume:
-        return args.resume, load_checkpoint(args.resume), False
-    return None, None, False
 
 
 def frozen_at_start(model, args):
@@ -320,36 +270,6 @@ def frozen_at_start(model, args):
     if args.freeze_projection_niters and args.target_type == "mlp":
         frozen.append((list(model.head.parameters()), args.freeze_projection_niters))
     return frozen
-
-
-# The settings that decide the shapes of the saved weights.
-ARCHITECTURE_FLAGS = ("model", "decoder_depth", "target_type", "loss_func", "distillation_teacher", "num_prototypes")
-
-
-def adopt_checkpoint_architecture(saved_args, args):
-    """Builds the model the checkpoint holds: its architecture flags replace ours, with a message.
-
-    Any other value would make its weights fail to load; a released checkpoint's
-    args (ckpt['args']) tell what it is, e.g. 4000 prototypes for the MLP ones.
-    """
-    if saved_args is None:
-        return
-    for name in ARCHITECTURE_FLAGS:
-        if name in vars(saved_args) and getattr(saved_args, name) != getattr(args, name):
-            print(f"using the checkpoint's --{name} {getattr(saved_args, name)} instead of {getattr(args, name)}")
-            setattr(args, name, getattr(saved_args, name))
-
-
-def report_changed_settings(saved_args, args):
-    """Prints the settings that differ from those the checkpoint was trained with."""
-    if saved_args is None:
-        return
-    saved, current = vars(saved_args), vars(args)
-    changed = {k: (saved[k], current[k]) for k in sorted(saved.keys() & current.keys())
-               if json.dumps(saved[k], default=str) != json.dumps(current[k], default=str)}
-    if changed:
-        print("settings that differ from the checkpoint's: "
-              + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
 
 
 if __name__ == "__main__":

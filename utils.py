@@ -1,8 +1,8 @@
-"""Helpers shared by the training scripts: flags, precision, run records, scalar logs, metrics, training checkpoints.
+"""Helpers shared by the entry points and engines: flags, precision, the start of a run, run records, metrics.
 
 Distributed setup and seeds live in dist_utils.py, the optimiser and schedules in
-optim_factory.py, checkpoint file I/O (atomic writes, safe loading, hub references)
-in checkpoint.py.
+optim_factory.py, what a run saves and restores in training_state.py, checkpoint file
+I/O in checkpoint.py.
 """
 import argparse
 import datetime
@@ -11,15 +11,12 @@ import json
 import math
 import os
 import platform
-import re
 import subprocess
 import time
 
 import torch
 
 import dist_utils
-from checkpoint import (CheckpointError, OptimizerStateMismatchError, load_checkpoint, load_optimizer_state,
-                        save_checkpoint_atomic)
 
 # ---------------------------------------------------------------------------------
 # Flags
@@ -135,13 +132,16 @@ def library_versions():
     return versions
 
 
+def format_args(args, show=str):
+    """Arguments one `  name: value` line each, sorted by name, each value as `show` writes it."""
+    return "\n".join(f"  {name}: {show(value)}" for name, value in sorted(vars(args).items()))
+
+
 def describe_run(args):
     """Git revision, library versions and the sorted arguments, as printed at the start of a run."""
-    lines = [f"git: {git_revision()}",
-             "versions: " + ", ".join(f"{k} {v}" for k, v in library_versions().items()),
-             "arguments:"]
-    lines += [f"  {key}: {value}" for key, value in sorted(vars(args).items())]
-    return "\n".join(lines)
+    return "\n".join([f"git: {git_revision()}",
+                      "versions: " + ", ".join(f"{k} {v}" for k, v in library_versions().items()),
+                      "arguments:", format_args(args)])
 
 
 def save_json(obj, path):
@@ -156,8 +156,38 @@ def append_json_line(obj, path):
 
 
 # ---------------------------------------------------------------------------------
-# Scalars: TensorBoard, optionally Weights & Biases
+# The start of a training run, and its records: args.json, log.txt, TensorBoard
 # ---------------------------------------------------------------------------------
+
+def start_run(args, env, written):
+    """What both training entry points do first: the world size and the --precision to use into args,
+    fast GPU math, the output and TensorBoard folders. `written`: what a run without --output_dir loses."""
+    args.world_size = env.world_size
+    args.precision = resolve_precision(args.precision, env.device)
+    if env.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+    if args.output_dir:
+        os.makedirs(args.output_dir, exist_ok=True)
+        args.log_dir = args.log_dir or os.path.join(args.output_dir, "tensorboard")
+    else:
+        print(f"WARNING: no --output_dir: no checkpoint, log or {written} file will be written")
+
+
+def start_records(args, env):
+    """Writes OUTPUT_DIR/args.json and opens the scalar logger, on the main rank; returns the logger or None."""
+    if env.is_main and args.output_dir:
+        save_json(vars(args), os.path.join(args.output_dir, "args.json"))
+    if env.is_main and args.log_dir:
+        return ScalarLogger(args.log_dir, start_wandb(args) if args.wandb else None)
+    return None
+
+
+def log_epoch(record, args, env):
+    """Appends one JSON line to OUTPUT_DIR/log.txt, on the main rank."""
+    if env.is_main and args.output_dir:
+        append_json_line(record, os.path.join(args.output_dir, "log.txt"))
+
 
 class ScalarLogger:
     """Writes scalars to TensorBoard and, with `--wandb`, to Weights & Biases (main rank only)."""
@@ -179,6 +209,7 @@ class ScalarLogger:
         self.writer.close()
         if self.wandb_run is not None:
             self.wandb_run.finish()
+        print(f"TensorBoard: tensorboard --logdir {self.log_dir}")
 
 
 def start_wandb(args):
@@ -265,112 +296,3 @@ def check_finite_loss(loss, epoch, step, num_steps, global_step):
             f"the loss is {loss} at epoch {epoch}, step {step}/{num_steps} (global step {global_step}); every "
             "rank stops here and no checkpoint of this epoch is written, so the last one is intact. Resume from "
             "it with a lower --lr, a --clip_grad, or --precision bf16/fp32")
-
-
-# ---------------------------------------------------------------------------------
-# Training checkpoints: checkpoint-{epoch}.pth and the rolling checkpoint-latest.pth
-# ---------------------------------------------------------------------------------
-
-LATEST_CHECKPOINT = "checkpoint-latest.pth"
-# Matches what this code writes, not the temporary files of an unfinished atomic write.
-_CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+|latest)\.pth")
-TRAINING_KEYS = ("model", "optimizer", "epoch")
-
-
-def save_training_checkpoint(output_dir, state, numbered):
-    """Writes `state` to checkpoint-latest.pth and, if `numbered`, to checkpoint-{epoch}.pth.
-
-    Each file is written atomically (complete or absent, never truncated), so
-    auto-resume never meets a half-written newest file.
-    """
-    if numbered:
-        save_checkpoint_atomic(state, os.path.join(output_dir, f"checkpoint-{state['epoch']}.pth"))
-    save_checkpoint_atomic(state, os.path.join(output_dir, LATEST_CHECKPOINT))
-
-
-def find_resume_checkpoint(output_dir):
-    """The newest complete training checkpoint in `output_dir`: (path, checkpoint dict) or (None, None).
-
-    checkpoint-latest.pth is tried first, then checkpoint-{epoch}.pth newest first;
-    a file that does not load (truncated, corrupt) or lacks the training keys is
-    skipped with a warning, never resumed from.
-    """
-    if not output_dir or not os.path.isdir(output_dir):
-        return None, None
-    numbered = []
-    for name in os.listdir(output_dir):
-        match = _CHECKPOINT_NAME.fullmatch(name)
-        if match and match.group(1) != "latest":
-            numbered.append((int(match.group(1)), os.path.join(output_dir, name)))
-    numbered.sort(reverse=True)
-    candidates = [(None, os.path.join(output_dir, LATEST_CHECKPOINT))] + numbered
-
-    best_path, best = None, None
-    for name_epoch, path in candidates:
-        if not os.path.exists(path):
-            continue
-        if best is not None and name_epoch is not None and name_epoch <= best["epoch"]:
-            break
-        try:
-            checkpoint = load_checkpoint(path)
-            missing = [key for key in TRAINING_KEYS if key not in checkpoint]
-            if missing:
-                raise CheckpointError(f"{path} is not a training checkpoint: it has no {', '.join(missing)}")
-        except CheckpointError as error:
-            print(f"WARNING: not resuming from {path}: {error}", flush=True)
-            continue
-        if best is None or checkpoint["epoch"] > best["epoch"]:
-            best_path, best = path, checkpoint
-    return best_path, best
-
-
-def restore_training_state(checkpoint, source, model, optimizer, scaler, own_run=True):
-    """Loads model, optimiser and loss-scaler state from a training checkpoint; returns the next epoch.
-
-    The weights must fit exactly. With own_run (resuming this run's checkpoint) any
-    optimiser mismatch is an error naming `source`: continuing with part of the
-    state would silently train something else than what the checkpoint describes.
-    Otherwise (another run's checkpoint, a released one included) the AdamW moments
-    are matched by parameter name, because files written by other code order their
-    parameters differently; where they do not fit, training goes on with fresh
-    moments and says so, since the weights alone are a valid starting point.
-    """
-    try:
-        model.load_state_dict(checkpoint["model"], strict=True)
-    except RuntimeError as error:
-        raise RuntimeError(f"{source}: the checkpoint's weights do not fit this model; "
-                           f"check --model and the model flags against its args.\n{error}") from None
-    if not own_run:
-        try:
-            load_optimizer_state(optimizer, model, checkpoint)
-            print(f"optimizer state of {source} loaded (matched by parameter name)")
-        except OptimizerStateMismatchError as error:
-            print(f"WARNING: {source}: optimizer state not loaded ({error}); continuing with fresh AdamW moments")
-    elif "optimizer" in checkpoint:
-        # load_state_dict replaces each group's settings with the saved ones; files
-        # written by other code lack our group keys (use_weight_decay, lr_scale), so
-        # those are put back where the file has none.
-        settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
-        try:
-            optimizer.load_state_dict(checkpoint["optimizer"])
-        except ValueError as error:
-            raise ValueError(f"{source}: the optimizer state does not fit this model's parameter groups: "
-                             f"{error}") from None
-        for group, own in zip(optimizer.param_groups, settings):
-            for key, value in own.items():
-                group.setdefault(key, value)
-        _check_optimizer_shapes(optimizer, source)
-    if checkpoint.get("scaler") and scaler.is_enabled():
-        scaler.load_state_dict(checkpoint["scaler"])
-    return int(checkpoint["epoch"]) + 1
-
-
-def _check_optimizer_shapes(optimizer, source):
-    # Optimiser state is matched to parameters by position, so a file from a model
-    # whose parameters are ordered differently could load without any error.
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            for name, value in optimizer.state.get(param, {}).items():
-                if torch.is_tensor(value) and value.dim() > 0 and value.shape != param.shape:
-                    raise ValueError(f"{source}: optimizer state {name!r} has shape {tuple(value.shape)} "
-                                     f"for a parameter of shape {tuple(param.shape)}")

@@ -20,15 +20,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dino_teacher import DINO_TEACHERS  # noqa: E402
 from masking_generator import build_masking_generator  # noqa: E402
-from modeling_pretrain import create_pretrain_model  # noqa: E402
-
-DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from modeling_pretrain import MODELS, TARGET_TYPES, create_pretrain_model, pretrain_model_config  # noqa: E402
+from utils import AUTOCAST_DTYPES, autocast  # noqa: E402
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="pretrain_videomae_base_patch16_224")
-    parser.add_argument("--target_type", default="mlp", choices=["pixel", "mlp", "dino_v1", "dino_v2"])
+    parser.add_argument("--model", default="pretrain_videomae_base_patch16_224", choices=sorted(MODELS))
+    parser.add_argument("--target_type", default="mlp", choices=TARGET_TYPES)
     parser.add_argument("--distillation_teacher", default="dino_b")
     parser.add_argument("--teacher_weights", default=None)
     parser.add_argument("--num_prototypes", type=int, default=3000)
@@ -37,7 +36,7 @@ def parse_args():
     parser.add_argument("--input_size", type=int, default=224)
     parser.add_argument("--mask_ratio", type=float, default=0.9)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="fp32", choices=list(DTYPES))
+    parser.add_argument("--precision", default="fp32", choices=sorted(AUTOCAST_DTYPES))
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
     return parser.parse_args()
@@ -59,20 +58,18 @@ def main():
         teacher = args.teacher_weights
         if args.target_type.startswith("dino") and teacher is None:
             teacher = random_teacher(args, tmp)
-        model = create_pretrain_model(
-            args.model, target_type=args.target_type, loss_func="L2" if args.target_type == "pixel" else "SWAV",
-            num_prototypes=args.num_prototypes, distillation_teacher=args.distillation_teacher,
-            teacher_weights=teacher, img_size=args.input_size, num_frames=args.num_frames).to(device)
+        args.loss_func = "L2" if args.target_type == "pixel" else "SWAV"
+        name, kwargs = pretrain_model_config(args)
+        model = create_pretrain_model(name, teacher_weights=teacher, **kwargs).to(device)
     generator = build_masking_generator("tube", model.grid_size, args.mask_ratio, rng=np.random.default_rng(0))
     videos = torch.randn(args.batch_size, 3, args.num_frames, args.input_size, args.input_size, device=device)
     mask = torch.from_numpy(np.stack([generator() for _ in range(args.batch_size)]))
-    dtype = DTYPES[args.precision]
     times = []
     for step in range(args.warmup + args.steps):
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with autocast(args.precision, device):
             loss, _ = model(videos, mask)
         loss.backward()
         model.zero_grad(set_to_none=True)

@@ -20,56 +20,143 @@
 Every conversion is checked before it is reported done: a stripped file must reload
 to the same tensors; an export or import must give the same outputs in transformers
 and in this code on a random clip (float32, max abs difference <= --tolerance).
-
-Semantics of the export. transformers' VideoMAEModel drops its final LayerNorm when
-``use_mean_pooling`` is on, and VideoMAEForVideoClassification then mean-pools and
-applies ``fc_norm``; with it off, the classifier reads token 0 as if it were a CLS
-token, which VideoMAE does not have. So the encoder is exported, like the
-fine-tuning classifier of METHOD.md section 9 uses it, *without* the pretraining
-encoder's final ``norm`` and with ``use_mean_pooling=True``: ``last_hidden_state``
-equals ``VisionTransformer.forward_tokens`` here, and
-``VideoMAEForVideoClassification.from_pretrained(dir, num_labels=...)`` starts
-fine-tuning exactly as ``run_class_finetuning.py --finetune`` does.
-
-transformers' ``fc_norm`` and pretraining-decoder norm use LayerNorm eps 1e-5 (not
-configurable) where VideoMAE uses 1e-6. The check therefore compares twice: with our
-LayerNorms given transformers' eps, which tests the weight mapping alone and must pass
-the tolerance, and as they are, which is reported (with a warning above the tolerance).
+MODEL_ZOO.md, "Exporting", says what an export holds and why.
 """
 import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 # Run as `python scripts/convert_checkpoint.py` from anywhere: the modules live one level up.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from checkpoint import (CheckpointError, CheckpointNotFoundError, format_args, load_checkpoint,  # noqa: E402
-                        pretrain_model_config, resolve_checkpoint, save_checkpoint_atomic, save_safetensors_atomic)
-from modeling_finetune import (ENCODER_PRESETS, LAYER_NORM_EPS, checkpoint_state_dict,  # noqa: E402
-                               create_model, load_pretrained_encoder)
+from checkpoint import (CheckpointError, checkpoint_state_dict, load_checkpoint, resolve_hub_file,  # noqa: E402
+                        save_checkpoint_atomic, save_safetensors_atomic)
+from masking_generator import build_masking_generator, mask_indices  # noqa: E402
+from modeling_finetune import (CLASSIFIER_ONLY, LAYER_NORM_EPS, build_classifier, encoder_preset_size,  # noqa: E402
+                               encoder_state, is_pretraining_state)
+from modeling_pretrain import create_pretrain_model, pretrain_model_config  # noqa: E402
+from utils import format_args  # noqa: E402
 
-CLASSIFIER_ONLY = ("fc_norm.", "head.")
-# One block's parameters: this code's name -> transformers' (q/k/v weights are split apart).
-BLOCK_RENAMES = (
-    ("norm1.", "layernorm_before."),
-    ("norm2.", "layernorm_after."),
-    ("attn.proj.", "attention.output.dense."),
+# ---- The key mapping, one table read in both directions ----------------------------------
+
+# One transformer block: this code's name -> transformers'. {p}: weight or bias. Our fused
+# qkv weight is transformers' query, key and value weights ({qkv}) stacked. Where two rows
+# share our name, an export writes the first (transformers 4's q_bias / v_bias, which
+# transformers 5 renames when it loads) and an import reads both.
+BLOCK_KEYS = (
+    ("norm1.{p}", "layernorm_before.{p}"),
+    ("attn.qkv.weight", "attention.attention.{qkv}.weight"),
     ("attn.q_bias", "attention.attention.q_bias"),
     ("attn.v_bias", "attention.attention.v_bias"),
-    ("mlp.fc1.", "intermediate.dense."),
-    ("mlp.fc2.", "output.dense."),
+    ("attn.q_bias", "attention.attention.query.bias"),
+    ("attn.v_bias", "attention.attention.value.bias"),
+    ("attn.proj.{p}", "attention.output.dense.{p}"),
+    ("norm2.{p}", "layernorm_after.{p}"),
+    ("mlp.fc1.{p}", "intermediate.dense.{p}"),
+    ("mlp.fc2.{p}", "output.dense.{p}"),
 )
+# This code's key -> transformers'. {n}: a block; {prefix}: "videomae." for the encoder inside
+# VideoMAEForVideoClassification and VideoMAEForPreTraining, "" in a VideoMAEModel. The
+# decoder rows are only read: an export holds an encoder or a classifier.
+KEYS = (
+    ("patch_embed.proj.{p}", "{prefix}embeddings.patch_embeddings.projection.{p}"),
+    *((f"blocks.{{n}}.{ours}", f"{{prefix}}encoder.layer.{{n}}.{theirs}") for ours, theirs in BLOCK_KEYS),
+    ("norm.{p}", "{prefix}layernorm.{p}"),
+    ("fc_norm.{p}", "fc_norm.{p}"),
+    ("head.{p}", "classifier.{p}"),
+    ("encoder_to_decoder.weight", "encoder_to_decoder.weight"),
+    ("mask_token", "mask_token"),
+    *((f"decoder.blocks.{{n}}.{ours}", f"decoder.decoder_layers.{{n}}.{theirs}") for ours, theirs in BLOCK_KEYS),
+    ("decoder.norm.{p}", "decoder.norm.{p}"),
+    ("decoder.head.{p}", "decoder.head.{p}"),
+)
+HF_PREFIX = "videomae."
 QKV = ("query", "key", "value")
+# Our keys that only a pretraining model has.
+PRETRAINING_ONLY = ("decoder.", "encoder_to_decoder.", "mask_token")
 
 
-# ------------------------------------------------------------------------------------------
-# What a checkpoint holds
-# ------------------------------------------------------------------------------------------
+_FIELDS = {"n": r"(?P<n>\d+)", "p": r"(?P<p>weight|bias)", "qkv": r"(?P<qkv>query|key|value)", "prefix": ""}
+# Every template of KEYS as a regular expression whose groups are its fields.
+_PATTERNS = {template: re.compile(re.sub(r"\\\{(\w+)\\\}", lambda m: _FIELDS[m.group(1)], re.escape(template)))
+             for row in KEYS for template in row}
+
+
+def rename(key, to_transformers=True, prefix=""):
+    """(the counterpart of `key` in the other code's names, its fields) by the first matching row of KEYS,
+    or (None, None). Transformers keys are matched without their `videomae.` prefix."""
+    for ours, theirs in KEYS:
+        source, target = (ours, theirs) if to_transformers else (theirs, ours)
+        match = _PATTERNS[source].fullmatch(key)
+        if match:
+            fields = match.groupdict()
+            return target.format(prefix=prefix, **{"qkv": "{qkv}", **fields}), fields
+    return None, None
+
+
+def to_transformers(state, prefix):
+    """Classifier-style weights -> transformers VideoMAE names (METHOD.md section 10).
+
+    `prefix` is "videomae." inside VideoMAEForVideoClassification, "" for a VideoMAEModel.
+    """
+    out = {}
+    for key, value in state.items():
+        renamed, _ = rename(key, prefix=prefix)
+        if renamed is None:
+            raise CheckpointError(f"no transformers counterpart for {key}")
+        if "{qkv}" in renamed:
+            out.update({renamed.format(qkv=part): weight for part, weight in zip(QKV, value.chunk(3, dim=0))})
+        else:
+            out[renamed] = value
+    return out
+
+
+def from_transformers(hf_state):
+    """transformers VideoMAE weights -> (encoder weights classifier-style, pretraining-only weights).
+
+    Accepts both attention-bias spellings (`q_bias` / `query.bias`) and keys with or
+    without the `videomae.` prefix. The pretraining-only part (decoder,
+    encoder_to_decoder, mask_token) is returned in our pretraining names.
+    """
+    ours, qkv = {}, {}  # qkv: our fused key -> {"query": weight, "key": ..., "value": ...}
+    for key, value in hf_state.items():
+        renamed, fields = rename(key.removeprefix(HF_PREFIX), to_transformers=False)
+        if renamed is None:
+            if key.endswith("attention.attention.key.bias"):
+                if value.abs().max() > 0:
+                    raise CheckpointError(f"{key} is not zero: VideoMAE attention has no key bias")
+                continue
+            raise CheckpointError(f"no counterpart in this code for {key}")
+        if fields.get("qkv"):
+            qkv.setdefault(renamed, {})[fields["qkv"]] = value
+        else:
+            ours[renamed] = value
+    ours.update({key: torch.cat([parts[p] for p in QKV], dim=0) for key, parts in qkv.items()})
+    encoder = {k: v for k, v in ours.items() if not k.startswith(PRETRAINING_ONLY)}
+    return encoder, {k: v for k, v in ours.items() if k.startswith(PRETRAINING_ONLY)}
+
+
+# ---- What a checkpoint holds: info, (a) strip ---------------------------------------------
+
+def rebuild_call(checkpoint, input_size=None, num_frames=None, encoder_only=False):
+    """(name, kwargs) of the call that rebuilds a checkpoint's model (or its encoder), by the model tables."""
+    state = checkpoint_state_dict(checkpoint)
+    if is_pretraining_state(state) and not encoder_only:
+        return pretrain_model_config(checkpoint.get("args"), state)
+    _, name, kwargs = build_classifier(checkpoint, input_size, num_frames, encoder_only)
+    return name, kwargs
+
+
+def call_text(name, kwargs):
+    return f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+
 
 def jsonable(value):
     """Checkpoint args as JSON values: tuples become lists, numpy scalars Python numbers."""
@@ -84,70 +171,6 @@ def jsonable(value):
     return str(value)
 
 
-def is_pretraining_state(state):
-    return any(key.startswith("encoder.") for key in state)
-
-
-def encoder_state(state):
-    """Classifier-style encoder weights (`patch_embed.*`, `blocks.*`, `norm.*`) of any checkpoint."""
-    if is_pretraining_state(state):
-        return {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    state = {k.removeprefix("backbone."): v for k, v in state.items()}
-    return {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_ONLY)}
-
-
-def encoder_settings(checkpoint, state, input_size=None, num_frames=None):
-    """`create_model` name and kwargs for the encoder/classifier of a checkpoint.
-
-    Width and depth come from the weights, the preset (for the head count) from
-    args.model or the width, the clip size from args unless given.
-    """
-    args = checkpoint.get("args")
-    encoder = encoder_state(state)
-    width = encoder["patch_embed.proj.weight"].shape[0]
-    depth = 1 + max(int(k.split(".")[1]) for k in encoder if k.startswith("blocks."))
-    size = next((s for s, p in ENCODER_PRESETS.items() if p["embed_dim"] == width), None)
-    model_name = getattr(args, "model", None)
-    if model_name:
-        size = model_name.removeprefix("pretrain_videomae_").removeprefix("vit_").split("_")[0]
-    if size not in ENCODER_PRESETS:
-        raise CheckpointError(f"cannot tell the model of this checkpoint (width {width}, args.model={model_name!r})")
-    input_size = input_size or getattr(args, "input_size", None)
-    num_frames = num_frames or getattr(args, "num_frames", None)
-    if input_size is None or num_frames is None:
-        raise CheckpointError("the checkpoint does not record its clip size: pass --input_size and --num_frames")
-    kwargs = dict(img_size=int(input_size), all_frames=int(num_frames), depth=depth,
-                  mlp_ratio=encoder["blocks.0.mlp.fc1.weight"].shape[0] / width,
-                  patch_size=int(encoder["patch_embed.proj.weight"].shape[-1]),
-                  tubelet_size=int(encoder["patch_embed.proj.weight"].shape[2]))
-    return f"vit_{size}_patch16_224", kwargs
-
-
-def build_classifier(checkpoint, input_size=None, num_frames=None, encoder_only=False):
-    """Our classifier holding a checkpoint's encoder (and its head unless `encoder_only`).
-
-    Returns (model in eval mode, name, kwargs). A fine-tuned classifier keeps its head
-    and pooling; an encoder gets no head (num_classes=0) and mean pooling.
-    """
-    state = checkpoint_state_dict(checkpoint)
-    name, kwargs = encoder_settings(checkpoint, state, input_size, num_frames)
-    plain = {k.removeprefix("backbone."): v for k, v in state.items()}
-    is_classifier = not encoder_only and not is_pretraining_state(state) and "head.weight" in plain
-    kwargs["num_classes"] = plain["head.weight"].shape[0] if is_classifier else 0
-    kwargs["use_mean_pooling"] = "fc_norm.weight" in plain if is_classifier else True
-    model = create_model(name, **kwargs).eval()
-    source = checkpoint if is_classifier else {"model": encoder_state(state)}
-    report = load_pretrained_encoder(model, source)
-    expected_missing = [] if is_classifier else [k for k in model.state_dict() if k.startswith(CLASSIFIER_ONLY)]
-    if report["missing"] != sorted(expected_missing):
-        raise CheckpointError(f"the checkpoint leaves {report['missing']} of {name} uninitialised")
-    return model, name, kwargs
-
-
-# ------------------------------------------------------------------------------------------
-# info
-# ------------------------------------------------------------------------------------------
-
 def info(source, revision=None):
     """Print what a checkpoint holds, its training settings and the model call that rebuilds it."""
     checkpoint = load_checkpoint(source, revision=revision)
@@ -155,34 +178,19 @@ def info(source, revision=None):
     print(f"{source}: {', '.join(sorted(checkpoint))}; epoch {checkpoint.get('epoch', '?')}")
     print(f"weights: {len(state)} tensors, {sum(v.numel() for v in state.values()) / 1e6:.1f} M values")
     if checkpoint.get("args") is not None:
-        print(f"args:\n{format_args(checkpoint['args'])}")
-    if is_pretraining_state(state):
-        name, kwargs = pretrain_model_config(checkpoint.get("args"), state)
-    else:
-        _, name, kwargs = build_classifier(checkpoint)
-    print(f"rebuild: {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})")
+        print(f"args:\n{format_args(checkpoint['args'], repr)}")
+    print(f"rebuild: {call_text(*rebuild_call(checkpoint))}")
 
-
-# ------------------------------------------------------------------------------------------
-# (a) strip
-# ------------------------------------------------------------------------------------------
 
 def strip(source, destination, encoder_only=False, input_size=None, num_frames=None, revision=None):
     """Write the weights of `source` (all, or the encoder's) with rebuild settings as metadata."""
     checkpoint = load_checkpoint(source, revision=revision)
     state = checkpoint_state_dict(checkpoint)
     args = checkpoint.get("args")
-    metadata = {"source": str(source), "content": "encoder" if encoder_only else "model"}
-    if encoder_only:
-        weights = encoder_state(state)
-        _, name, kwargs = build_classifier(checkpoint, input_size, num_frames, encoder_only=True)
-    else:
-        weights = dict(state)
-        if is_pretraining_state(state):
-            name, kwargs = pretrain_model_config(args, state)
-        else:
-            _, name, kwargs = build_classifier(checkpoint, input_size, num_frames)
-    metadata.update(model=name, model_kwargs=json.dumps(jsonable(kwargs)))
+    weights = encoder_state(state) if encoder_only else dict(state)
+    name, kwargs = rebuild_call(checkpoint, input_size, num_frames, encoder_only)
+    metadata = {"source": str(source), "content": "encoder" if encoder_only else "model", "model": name,
+                "model_kwargs": json.dumps(jsonable(kwargs))}
     if args is not None:
         metadata["args"] = json.dumps(jsonable(vars(args)), sort_keys=True)
     if "epoch" in checkpoint:
@@ -202,50 +210,13 @@ def strip(source, destination, encoder_only=False, input_size=None, num_frames=N
     reloaded = load_checkpoint(destination)["model"]
     if set(reloaded) != set(weights) or any(not torch.equal(reloaded[k], weights[k].cpu()) for k in weights):
         raise CheckpointError(f"{destination} does not reload to the weights just written")
-    settings = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     print(f"wrote {destination}: {len(weights)} tensors ({metadata['content']}), rebuild with "
-          f"{name}({settings}); {os.path.getsize(destination) / 2**20:.1f} MiB "
+          f"{call_text(name, kwargs)}; {os.path.getsize(destination) / 2**20:.1f} MiB "
           f"(source had {', '.join(sorted(checkpoint))})")
     return metadata
 
 
-# ------------------------------------------------------------------------------------------
-# (b) export to transformers
-# ------------------------------------------------------------------------------------------
-
-def to_transformers(state, prefix):
-    """Classifier-style weights -> transformers VideoMAE names (METHOD.md section 10).
-
-    `prefix` is "videomae." inside VideoMAEForVideoClassification, "" for a VideoMAEModel.
-    The attention biases are written as `q_bias` / `v_bias` (transformers 4 names;
-    transformers 5 renames them to `query.bias` / `value.bias` when loading).
-    """
-    out = {}
-    for key, value in state.items():
-        if key.startswith("patch_embed.proj."):
-            out[prefix + "embeddings.patch_embeddings.projection." + key.split(".")[-1]] = value
-        elif key.startswith("norm."):
-            out[prefix + "layernorm." + key.split(".")[-1]] = value
-        elif key.startswith("fc_norm."):
-            out[key] = value
-        elif key.startswith("head."):
-            out["classifier." + key.split(".")[-1]] = value
-        elif key.startswith("blocks."):
-            _, index, rest = key.split(".", 2)
-            layer = f"{prefix}encoder.layer.{index}."
-            if rest == "attn.qkv.weight":
-                for part, weight in zip(QKV, value.chunk(3, dim=0)):
-                    out[f"{layer}attention.attention.{part}.weight"] = weight
-                continue
-            renamed = next((theirs + rest[len(ours):] for ours, theirs in BLOCK_RENAMES if rest.startswith(ours)),
-                           None)
-            if renamed is None:
-                raise CheckpointError(f"no transformers counterpart for {key}")
-            out[layer + renamed] = value
-        else:
-            raise CheckpointError(f"no transformers counterpart for {key}")
-    return out
-
+# ---- (b) export to transformers ----------------------------------------------------------
 
 def videomae_config(model, kwargs, label_names=None):
     """The transformers VideoMAEConfig of one of our classifiers."""
@@ -281,21 +252,19 @@ def transformers_layer_norm_eps(ours, hf_model):
     implementations must agree to float rounding, which tests the conversion alone.
     """
     mine = dict(ours.named_modules())
-    pairs = []
+    norms = []  # (our LayerNorm, its eps, transformers' eps)
     for name, module in hf_model.named_modules():
         if isinstance(module, torch.nn.LayerNorm):
-            encoder, pretraining = from_transformers({f"{name}.weight": module.weight})
-            key = next(iter(pretraining)) if pretraining else next(iter(encoder))
-            ours_name = key.rsplit(".", 1)[0]
-            pairs.append((mine.get(ours_name) or mine[f"encoder.{ours_name}"], module.eps))
-    saved = [(module, module.eps) for module, _ in pairs]
-    for module, eps in pairs:
-        module.eps = eps
+            ours_name = rename(f"{name}.weight".removeprefix(HF_PREFIX), to_transformers=False)[0].rsplit(".", 1)[0]
+            norm = mine.get(ours_name) or mine[f"encoder.{ours_name}"]
+            norms.append((norm, norm.eps, module.eps))
     try:
+        for norm, _, theirs in norms:
+            norm.eps = theirs
         yield
     finally:
-        for module, eps in saved:
-            module.eps = eps
+        for norm, own, _ in norms:
+            norm.eps = own
 
 
 def output_differences(ours, hf_model, ours_output, theirs_output):
@@ -369,80 +338,20 @@ def export_transformers(source, out_dir, input_size=None, num_frames=None, label
     return mapping, actual
 
 
-# ------------------------------------------------------------------------------------------
-# (c) import from transformers
-# ------------------------------------------------------------------------------------------
-
-def from_transformers(hf_state):
-    """transformers VideoMAE weights -> (encoder weights classifier-style, pretraining-only weights).
-
-    Accepts both attention-bias spellings (`q_bias` / `query.bias`) and keys with or
-    without the `videomae.` prefix. The pretraining-only part (decoder,
-    encoder_to_decoder, mask_token) is returned in our pretraining names.
-    """
-    encoder, pretraining = {}, {}
-    qkv = {}  # our block prefix -> {"query": weight, "key": ..., "value": ...}
-    for key, value in hf_state.items():
-        key = key.removeprefix("videomae.")
-        if key.startswith("embeddings.patch_embeddings.projection."):
-            encoder["patch_embed.proj." + key.split(".")[-1]] = value
-        elif key.startswith("layernorm."):
-            encoder["norm." + key.split(".")[-1]] = value
-        elif key.startswith("fc_norm."):
-            encoder[key] = value
-        elif key.startswith("classifier."):
-            encoder["head." + key.split(".")[-1]] = value
-        elif key.startswith(("encoder.layer.", "decoder.decoder_layers.")):
-            parts = key.split(".")
-            block = f"blocks.{parts[2]}." if key.startswith("encoder.") else f"decoder.blocks.{parts[2]}."
-            target = encoder if key.startswith("encoder.") else pretraining
-            rest = ".".join(parts[3:])
-            attention = rest.removeprefix("attention.attention.").split(".")
-            if rest.startswith("attention.attention.") and attention[0] in QKV:
-                part, kind = attention
-                if kind == "weight":
-                    qkv.setdefault(block, {})[part] = value
-                elif part == "key":
-                    if value.abs().max() > 0:
-                        raise CheckpointError(f"{key} is not zero: VideoMAE attention has no key bias")
-                else:  # transformers 5 spelling of q_bias / v_bias
-                    target[f"{block}attn.{part[0]}_bias"] = value
-                continue
-            renamed = next((mine + rest[len(theirs):] for mine, theirs in BLOCK_RENAMES if rest.startswith(theirs)),
-                           None)
-            if renamed is None:
-                raise CheckpointError(f"no counterpart in this code for {key}")
-            target[block + renamed] = value
-        elif key.startswith(("decoder.norm.", "decoder.head.")) or key in ("encoder_to_decoder.weight", "mask_token"):
-            pretraining[key] = value
-        else:
-            raise CheckpointError(f"no counterpart in this code for {key}")
-    for block, parts in qkv.items():
-        target = pretraining if block.startswith("decoder.") else encoder
-        target[block + "attn.qkv.weight"] = torch.cat([parts[p] for p in QKV], dim=0)
-    return encoder, pretraining
-
+# ---- (c) import from transformers --------------------------------------------------------
 
 def read_transformers(source):
     """(config dict, weights, directory) of a transformers VideoMAE checkpoint: a directory or hf://REPO[@REV]."""
     if os.path.isdir(source):
         directory = source
         files = {name: os.path.join(source, name) for name in os.listdir(source)}
-    elif not source.startswith(("hf://", "https://huggingface.co/")):
-        raise CheckpointNotFoundError(
-            f"{source}: no such directory; hub repositories are written hf://OWNER/REPO[@REV]")
     else:
-        from huggingface_hub import parse_hf_uri
-
-        uri = parse_hf_uri(source)
-        base = f"hf://{uri.id}" + (f"@{uri.revision}" if uri.revision else "")
-        base += f"/{uri.path_in_repo}" if uri.path_in_repo else ""
-        files = {"config.json": resolve_checkpoint(f"{base}/config.json")}
+        files = {"config.json": resolve_hub_file(source, "config.json")}
         try:
-            files["model.safetensors"] = resolve_checkpoint(f"{base}/model.safetensors")
+            files["model.safetensors"] = resolve_hub_file(source, "model.safetensors")
         except FileNotFoundError:
             # Older repositories hold only the pickled weights; if neither exists, this error names the file.
-            files["pytorch_model.bin"] = resolve_checkpoint(f"{base}/pytorch_model.bin")
+            files["pytorch_model.bin"] = resolve_hub_file(source, "pytorch_model.bin")
         directory = os.path.dirname(files["config.json"])
     weights_file = files.get("model.safetensors") or files.get("pytorch_model.bin")
     if "config.json" not in files or weights_file is None:
@@ -457,12 +366,10 @@ def read_transformers(source):
 def import_transformers(source, destination, tolerance=1e-4):
     """Convert a transformers VideoMAE checkpoint into this code's format and check the outputs."""
     import transformers
-    from modeling_pretrain import create_pretrain_model
 
     config, hf_state, directory = read_transformers(source)
     encoder, pretraining = from_transformers(hf_state)
-    size = next((s for s, p in ENCODER_PRESETS.items()
-                 if (p["embed_dim"], p["num_heads"]) == (config["hidden_size"], config["num_attention_heads"])), None)
+    size = encoder_preset_size(config["hidden_size"], config["num_attention_heads"])
     if size is None:
         raise CheckpointError(f"{source}: no preset of this code has width {config['hidden_size']} with "
                               f"{config['num_attention_heads']} heads")
@@ -477,18 +384,15 @@ def import_transformers(source, destination, tolerance=1e-4):
     if is_classifier and not config.get("use_mean_pooling", True):
         raise CheckpointError(f"{source}: this classifier reads token 0 (use_mean_pooling=false), which has no "
                               "counterpart here")
-    common = dict(img_size=args["input_size"], num_frames=args["num_frames"], tubelet_size=args["tubelet_size"],
-                  patch_size=args["patch_size"][0], decoder_depth=config.get("decoder_num_hidden_layers", 4))
     if pretraining:
         state = {f"encoder.{k}": v for k, v in encoder.items()} | pretraining
         model_name = f"pretrain_videomae_{size}_patch16_224"
-        args.update(model=model_name, decoder_depth=common["decoder_depth"], target_type="pixel", loss_func="L2",
-                    normlize_target=config.get("norm_pix_loss", True))
-        ours = create_pretrain_model(model_name, decoder_embed_dim=config["decoder_hidden_size"],
-                                     decoder_num_heads=config["decoder_num_attention_heads"],
-                                     encoder_depth=config["num_hidden_layers"],
-                                     mlp_ratio=config["intermediate_size"] / config["hidden_size"],
-                                     target_type="pixel", loss_func="L2", **common).eval()
+        args.update(model=model_name, decoder_depth=config.get("decoder_num_hidden_layers", 4), target_type="pixel",
+                    loss_func="L2", normlize_target=config.get("norm_pix_loss", True))
+        name, kwargs = pretrain_model_config(argparse.Namespace(**args), state)
+        # The decoder's width and heads are transformers' settings, which our args have no name for.
+        ours = create_pretrain_model(name, decoder_embed_dim=config["decoder_hidden_size"],
+                                     decoder_num_heads=config["decoder_num_attention_heads"], **kwargs).eval()
         ours.load_state_dict(state, strict=True)
         hf_model = transformers.VideoMAEForPreTraining.from_pretrained(directory)
         mapping, actual = compare_pretraining(ours, hf_model)
@@ -503,12 +407,11 @@ def import_transformers(source, destination, tolerance=1e-4):
         hf_class = transformers.VideoMAEForVideoClassification if is_classifier else transformers.VideoMAEModel
         mapping, actual = compare_with_transformers(ours, hf_class.from_pretrained(directory).float().eval(), kwargs)
     check_difference(mapping, actual, tolerance, f"import of {source} as {model_name}")
-    record = {"model": state, "args": argparse.Namespace(**args)}
     if str(destination).endswith(".safetensors"):
         save_safetensors_atomic(state, destination, metadata={
             "source": str(source), "content": "model", "model": model_name, "args": json.dumps(args)})
     else:
-        save_checkpoint_atomic(record, destination)
+        save_checkpoint_atomic({"model": state, "args": argparse.Namespace(**args)}, destination)
     print(f"wrote {destination} ({model_name}, from {architecture}); max abs output difference: {actual:.2e}")
     return mapping, actual
 
@@ -517,25 +420,18 @@ def import_transformers(source, destination, tolerance=1e-4):
 def compare_pretraining(ours, hf_model):
     """(mapping, actual) differences of the pixel predictions of our pretraining model and
     VideoMAEForPreTraining for one clip with half of the tubes masked."""
-    from masking_generator import mask_indices
-
     hf_model = hf_model.float().eval()
-    grid_t, grid_h, grid_w = ours.grid_size
     patch_embed = ours.encoder.patch_embed
     clip = random_clip(dict(img_size=patch_embed.img_size[0], all_frames=patch_embed.num_frames))
-    generator = torch.Generator().manual_seed(0)
-    tube = torch.zeros(grid_h * grid_w, dtype=torch.bool)
-    tube[torch.randperm(grid_h * grid_w, generator=generator)[: grid_h * grid_w // 2]] = True
-    mask = tube.repeat(grid_t).unsqueeze(0)
+    tubes = build_masking_generator("tube", ours.grid_size, 0.5, rng=np.random.default_rng(0))
+    mask = torch.from_numpy(tubes()).unsqueeze(0)
     visible, masked = mask_indices(mask)
     return output_differences(
         ours, hf_model, lambda: ours.forward_decoder(ours.forward_encoder(clip, visible), visible, masked),
         lambda: hf_model(pixel_values=clip.permute(0, 2, 1, 3, 4), bool_masked_pos=mask).logits)
 
 
-# ------------------------------------------------------------------------------------------
-# Command line
-# ------------------------------------------------------------------------------------------
+# ---- Command line ------------------------------------------------------------------------
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],

@@ -1,4 +1,4 @@
-"""checkpoint.py: atomic saving, safe loading, hub references, position tables, continued pretraining."""
+"""checkpoint.py: atomic saving, safe loading, hub references, key prefixes; the published checkpoint layout."""
 import argparse
 import json
 import os
@@ -12,15 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
-from checkpoint import (CheckpointError, CheckpointNotFoundError, OptimizerStateMismatchError,
-                        UnsafeCheckpointError, build_pretrain_model_from_checkpoint, grid_from_args,
-                        interpolate_pos_embed, load_checkpoint, load_optimizer_state, pretrain_model_config,
-                        resolve_checkpoint, save_checkpoint_atomic, save_safetensors_atomic)
-from modeling_finetune import create_model, get_sinusoid_encoding_table, load_pretrained_encoder
-from modeling_pretrain import create_pretrain_model
-from optim_factory import create_optimizer
+from checkpoint import (CheckpointError, CheckpointNotFoundError, UnsafeCheckpointError, checkpoint_state_dict,
+                        load_checkpoint, resolve_checkpoint, save_checkpoint_atomic, save_safetensors_atomic,
+                        select_prefix, strip_prefixes)
+from modeling_pretrain import create_pretrain_model, pretrain_model_config
 
 REPO = Path(__file__).resolve().parents[1]
 RELEASED_FILE = "pretrain/ssv2/ssv2_vit_b_sigma_with_mlp.pth"
@@ -213,6 +209,16 @@ def test_missing_file_unknown_suffix_and_non_dict(tmp_path):
         load_checkpoint(tmp_path / "tensor.pth")
 
 
+def test_weights_are_found_under_their_key_and_prefixes_removed():
+    weights = {"module.backbone.blocks.0.w": 1, "backbone.norm.b": 2, "head.w": 3}
+    assert checkpoint_state_dict({"model": weights, "epoch": 3}) is weights
+    assert checkpoint_state_dict({"module": weights}) is weights  # DeepSpeed
+    assert checkpoint_state_dict(weights) is weights  # a bare state dict
+    assert checkpoint_state_dict({"teacher": weights, "student": {}}, keys=("teacher", "model")) is weights
+    assert strip_prefixes(weights, ("module.", "backbone.")) == {"blocks.0.w": 1, "norm.b": 2, "head.w": 3}
+    assert select_prefix({"encoder.a": 1, "decoder.a": 2, "encoder.b.c": 3}, "encoder.") == {"a": 1, "b.c": 3}
+
+
 # ------------------------------------------------------------------------------------------
 # Hugging Face Hub references, offline, from a prepared cache
 # ------------------------------------------------------------------------------------------
@@ -296,138 +302,3 @@ def test_bad_hub_references(published):
         resolve_checkpoint("hf://SMSD75/SIGMA@v1/x.pth", revision="v2")
     with pytest.raises(ValueError, match="local file"):
         resolve_checkpoint(published[0], revision="main")
-
-
-# ------------------------------------------------------------------------------------------
-# Other clip sizes
-# ------------------------------------------------------------------------------------------
-
-def direct_logits(model, clip, grid):
-    """The classifier computed by hand, with the sinusoid table of `grid`: (B, num_classes)."""
-    conv = model.patch_embed.proj
-    x = F.conv3d(clip, conv.weight, conv.bias, stride=conv.stride).flatten(2).transpose(1, 2)
-    x = x + get_sinusoid_encoding_table(int(np.prod(grid)), x.shape[-1])
-    for block in model.blocks:
-        x = block(x)
-    return model.head(model.fc_norm(x.mean(dim=1)))
-
-
-@pytest.mark.parametrize("size,frames", [(160, 8), (224, 32)])
-def test_encoder_runs_at_other_clip_sizes(size, frames):
-    torch.manual_seed(0)
-    source = create_model("vit_tiny_patch16_224", depth=2, num_classes=7).eval()  # 224 px, 16 frames
-    for p in source.parameters():
-        p.data.normal_(0, 0.05)
-    model = create_model("vit_tiny_patch16_224", depth=2, num_classes=7, img_size=size, all_frames=frames).eval()
-    report = load_pretrained_encoder(model, {"model": source.state_dict()})
-    assert report["missing"] == []
-    grid = (frames // 2, size // 16, size // 16)
-    assert model.patch_embed.grid_size == grid and model.pos_embed.shape == (1, int(np.prod(grid)), 192)
-    clip = torch.randn(2, 3, frames, size, size)
-    with torch.no_grad():
-        torch.testing.assert_close(model(clip), direct_logits(source, clip, grid), rtol=1e-4, atol=1e-5)
-
-
-def linear_table(grid, dim=192):
-    """A position table linear in each token's normalised cell centre: (1, T*H*W, dim)."""
-    torch.manual_seed(0)
-    coefficients = torch.randn(3, dim)
-    centres = torch.meshgrid(*[(torch.arange(n) + 0.5) / n for n in grid], indexing="ij")
-    coords = torch.stack(centres, dim=-1).reshape(-1, 3)
-    return (coords @ coefficients).unsqueeze(0), coefficients
-
-
-@pytest.mark.parametrize("size,frames", [(160, 8), (224, 32)])
-def test_learned_pos_embed_is_interpolated_in_space_and_time(size, frames):
-    source_grid = (8, 14, 14)
-    table, coefficients = linear_table(source_grid)
-    state = {"pos_embed": table.clone()}
-    model = create_model("vit_tiny_patch16_224", depth=1, num_classes=0, img_size=size, all_frames=frames,
-                         use_learnable_pos_emb=True)
-    args = argparse.Namespace(window_size=source_grid)
-    assert interpolate_pos_embed(state, model, checkpoint_grid=grid_from_args(args)) == source_grid
-    grid = model.patch_embed.grid_size
-    resized = state["pos_embed"].reshape(*grid, -1)
-    expected, _ = linear_table(grid)
-    expected = expected.reshape(*grid, -1)
-    # Cell centres inside the source grid's outermost centres are exact; outside, the border is held.
-    inside = [slice(None) if n <= m else slice(1, -1) for n, m in zip(grid, source_grid)]
-    torch.testing.assert_close(resized[tuple(inside)], expected[tuple(inside)], rtol=0, atol=1e-5)
-    assert state["pos_embed"].shape == model.pos_embed.shape
-
-
-def test_pos_embed_grid_inference():
-    model = create_model("vit_tiny_patch16_224", depth=1, num_classes=0, img_size=160, use_learnable_pos_emb=True)
-    state = {"encoder.pos_embed": torch.zeros(1, 8 * 14 * 14, 192)}
-    assert interpolate_pos_embed(state, model) == (8, 14, 14)  # same T, so the spatial side is known
-    assert state["encoder.pos_embed"].shape == (1, 8 * 10 * 10, 192)
-    other = create_model("vit_tiny_patch16_224", depth=1, num_classes=0, img_size=160, all_frames=8,
-                         use_learnable_pos_emb=True)
-    with pytest.raises(ValueError, match="cannot tell the token grid"):
-        interpolate_pos_embed({"pos_embed": torch.zeros(1, 8 * 14 * 14, 192)}, other)
-    fixed = create_model("vit_tiny_patch16_224", depth=1, num_classes=0, img_size=160)
-    assert interpolate_pos_embed({"pos_embed": torch.zeros(1, 1568, 192)}, fixed) is None
-
-
-# ------------------------------------------------------------------------------------------
-# Continuing pretraining
-# ------------------------------------------------------------------------------------------
-
-def test_continue_pretraining_from_published_checkpoint(published):
-    path, saved, source_model, source_optimizer = published
-    checkpoint = load_checkpoint(path)
-    lines = []
-    model, name, kwargs = build_pretrain_model_from_checkpoint(checkpoint, log=lines.append)
-    assert name == TINY
-    assert kwargs == dict(img_size=32, num_frames=4, decoder_depth=1, target_type="mlp", loss_func="SWAV",
-                          normlize_target=True, num_prototypes=16, sinkhorn_eps=0.05, sinkhorn_iterations=10,
-                          drop_path_rate=0.0, patch_size=16)
-    assert any("sinkhorn_eps: 0.05" in line for line in lines)
-    assert_same_state(model.state_dict(), saved["model"])
-
-    args = argparse.Namespace(lr=1e-4, opt_betas=[0.9, 0.95], opt_eps=1e-8, weight_decay=0.05)
-    optimizer = create_optimizer(args, model, torch.device("cpu"))
-    load_optimizer_state(optimizer, model, checkpoint)
-    source_names = {id(p): n for n, p in source_model.named_parameters()}
-    expected = {source_names[id(p)]: s for p, s in source_optimizer.state.items()}
-    for name_, param in model.named_parameters():
-        for key in ("exp_avg", "exp_avg_sq", "step"):
-            torch.testing.assert_close(optimizer.state[param][key], expected[name_][key], rtol=0, atol=0)
-    assert [g["use_weight_decay"] for g in optimizer.param_groups] == [True, False]
-    assert optimizer.param_groups[0]["lr"] == 1e-4
-
-
-def test_prototype_count_is_read_from_the_weights():
-    args = published_args(num_prototypes=3000)
-    state = {"prototypes": torch.zeros(4000, 256), "decoder.blocks.3.norm1.weight": torch.zeros(1)}
-    notes = []
-    name, kwargs = pretrain_model_config(args, state, log=notes.append)
-    assert kwargs["num_prototypes"] == 4000 and kwargs["decoder_depth"] == 4
-    assert notes == ["note: checkpoint args say num_prototypes=3000 but its weights hold 4000; using 4000",
-                     "note: checkpoint args say decoder_depth=1 but its weights hold 4; using 4"]
-
-
-def test_dino_checkpoint_needs_the_teacher_named_in_its_args():
-    checkpoint = {"model": {}, "args": published_args(target_type="dino_v2", distillation_teacher="dino_b")}
-    with pytest.raises(FileNotFoundError, match="dinov2_vitb14_reg4_pretrain.pth"):
-        build_pretrain_model_from_checkpoint(checkpoint, log=lambda _: None)
-
-
-def test_optimizer_state_mismatch_is_explained(published):
-    _, saved, _, _ = published
-    checkpoint = load_checkpoint(published[0])
-    model, _, _ = build_pretrain_model_from_checkpoint(checkpoint, log=lambda _: None)
-    args = argparse.Namespace(lr=1e-4, opt_betas=[0.9, 0.95], opt_eps=1e-8, weight_decay=0.05)
-
-    bad_shape = load_checkpoint(published[0])
-    first_index = bad_shape["optimizer"]["param_groups"][0]["params"][0]
-    bad_shape["optimizer"]["state"][first_index]["exp_avg"] = torch.zeros(3)
-    with pytest.raises(OptimizerStateMismatchError,
-                       match=r"exp_avg of encoder.patch_embed.proj.weight has shape \(3,\)"):
-        load_optimizer_state(create_optimizer(args, model, torch.device("cpu")), model, bad_shape)
-
-    one_group = load_checkpoint(published[0])
-    groups = one_group["optimizer"]["param_groups"]
-    one_group["optimizer"]["param_groups"] = [dict(groups[0], params=groups[0]["params"] + groups[1]["params"])]
-    with pytest.raises(OptimizerStateMismatchError, match="groups of sizes"):
-        load_optimizer_state(create_optimizer(args, model, torch.device("cpu")), model, one_group)

@@ -11,6 +11,7 @@ import torch
 import engine_for_finetuning as engine
 import run_class_finetuning as run
 import run_sigma_pretraining
+import training_state
 from checkpoint import load_checkpoint
 from modeling_finetune import create_model
 from optim_factory import param_groups
@@ -320,7 +321,7 @@ def test_deepspeed_trains_resumes_and_its_checkpoint_evaluates(synthetic_videos,
              "--print_freq", "3"]
     output, _ = torchrun(1, [*flags, "--epochs", "1"])
     assert "precision bf16, DeepSpeed ZeRO stage 2, 3 steps per epoch" in output
-    assert "Epoch [0/1] [3/3]" in output and (out / "checkpoint-0" / run.DEEPSPEED_MODEL_FILE).exists()
+    assert "Epoch [0/1] [3/3]" in output and (out / "checkpoint-0" / training_state.DEEPSPEED_MODEL_FILE).exists()
 
     output, _ = torchrun(1, [*flags, "--epochs", "2"])
     assert "(epoch 0 done)" in output and "Epoch [1/2] [3/3]" in output and "Epoch [0/2]" not in output
@@ -330,7 +331,7 @@ def test_deepspeed_trains_resumes_and_its_checkpoint_evaluates(synthetic_videos,
     # The DeepSpeed checkpoint is tested without DeepSpeed, from its whole (ZeRO 1/2) weights.
     finetune(synthetic_videos, out, "--eval")
     stdout = capsys.readouterr().out
-    assert f"evaluating the classifier of {out / 'checkpoint-best' / run.DEEPSPEED_MODEL_FILE}" in stdout
+    assert f"evaluating the classifier of {out / 'checkpoint-best' / training_state.DEEPSPEED_MODEL_FILE}" in stdout
     assert "Accuracy of the network on the 8 test videos (2 views each)" in stdout
 
 

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 import modeling_pretrain
+from checkpoint import load_checkpoint
 from masking_generator import build_masking_generator, gather_tokens, mask_indices
-from modeling_finetune import Attention, VisionTransformer, create_model, get_sinusoid_encoding_table, \
-    load_pretrained_encoder
+from modeling_finetune import (Attention, create_model, get_sinusoid_encoding_table, grid_from_args,
+                               interpolate_pos_embed, load_pretrained_encoder)
 from modeling_pretrain import create_pretrain_model
 
 TINY = "pretrain_videomae_tiny_patch16_224"
@@ -186,23 +187,70 @@ def test_missing_teacher_weights_say_what_to_download(tmp_path):
         create_pretrain_model(TINY, target_type="dino_v1", distillation_teacher="dino_l", loss_func="SWAV")
 
 
+def test_a_dino_checkpoint_needs_the_teacher_its_args_name():
+    from test_checkpoint import published_args
+
+    name, kwargs = modeling_pretrain.pretrain_model_config(
+        published_args(target_type="dino_v2", distillation_teacher="dino_b"))
+    assert (kwargs["target_type"], kwargs["distillation_teacher"]) == ("dino_v2", "dino_b")
+    with pytest.raises(FileNotFoundError, match="dinov2_vitb14_reg4_pretrain.pth"):
+        create_pretrain_model(name, **kwargs)
+
+
 def test_mlp_with_l2_is_refused():
     with pytest.raises(ValueError, match="collapses"):
         create_pretrain_model(TINY, target_type="mlp", loss_func="L2")
 
 
-def test_released_checkpoint_format_loads_strictly(tmp_path):
-    model = create_pretrain_model(TINY, target_type="mlp", loss_func="SWAV", num_prototypes=16, **SMALL_CLIP)
-    optimizer = torch.optim.AdamW(model.parameters())
-    checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": 3, "scaler": {},
-                  "args": argparse.Namespace(model=TINY, target_type="mlp", num_prototypes=16)}
-    torch.save(checkpoint, tmp_path / "checkpoint-3.pth")
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        loaded = torch.load(tmp_path / "checkpoint-3.pth", weights_only=True)
-    fresh = create_pretrain_model(TINY, target_type="mlp", loss_func="SWAV", num_prototypes=16, **SMALL_CLIP)
-    fresh.load_state_dict(loaded["model"], strict=True)
+def published_shapes(dim, depth, decoder_dim, decoder_depth, tube, out, num_prototypes, mlp_head):
+    """Key -> shape of a published pretraining checkpoint, written from the spec (METHOD.md, section 8)."""
+    def block(prefix, width):
+        shapes = {"norm1.weight": (width,), "norm1.bias": (width,), "attn.q_bias": (width,), "attn.v_bias": (width,),
+                  "attn.qkv.weight": (3 * width, width), "attn.proj.weight": (width, width),
+                  "attn.proj.bias": (width,), "norm2.weight": (width,), "norm2.bias": (width,),
+                  "mlp.fc1.weight": (4 * width, width), "mlp.fc1.bias": (4 * width,),
+                  "mlp.fc2.weight": (width, 4 * width), "mlp.fc2.bias": (width,)}
+        return {prefix + key: shape for key, shape in shapes.items()}
+
+    shapes = {"encoder.patch_embed.proj.weight": (dim, 3, 2, 16, 16), "encoder.patch_embed.proj.bias": (dim,),
+              "encoder.norm.weight": (dim,), "encoder.norm.bias": (dim,), "decoder.norm.weight": (decoder_dim,),
+              "decoder.norm.bias": (decoder_dim,), "decoder.head.weight": (out, decoder_dim),
+              "decoder.head.bias": (out,), "encoder_to_decoder.weight": (decoder_dim, dim),
+              "mask_token": (1, 1, decoder_dim), "prototypes": (num_prototypes, out)}
+    for i in range(depth):
+        shapes.update(block(f"encoder.blocks.{i}.", dim))
+    for i in range(decoder_depth):
+        shapes.update(block(f"decoder.blocks.{i}.", decoder_dim))
+    if mlp_head:
+        for index, (fan_out, fan_in) in zip((0, 2, 4, 6), ((1024, tube), (1024, 1024), (512, 1024), (out, 512))):
+            shapes.update({f"head.{index}.weight": (fan_out, fan_in), f"head.{index}.bias": (fan_out,)})
+    return shapes
+
+
+def test_published_checkpoint_rebuilds_from_its_args_and_loads_strictly(tmp_path):
+    """Weights of the spec's shapes under the spec's names, saved with published args whose prototype count is
+    wrong (as in the released MLP checkpoints), rebuild through the one args table and load every tensor."""
+    from test_checkpoint import published_args
+
+    generator = torch.Generator().manual_seed(0)
+    shapes = published_shapes(dim=192, depth=12, decoder_dim=96, decoder_depth=2, tube=1536, out=256,
+                              num_prototypes=24, mlp_head=True)
+    state = {key: torch.randn(shape, generator=generator) for key, shape in shapes.items()}
+    args = published_args(num_prototypes=3000, decoder_depth=2)  # tiny, SIGMA-MLP, 4 frames of 32 x 32
+    torch.save({"model": state, "args": args, "epoch": 799}, tmp_path / "checkpoint-799.pth")
+
+    checkpoint = load_checkpoint(tmp_path / "checkpoint-799.pth")
+    notes = []
+    name, kwargs = modeling_pretrain.pretrain_model_config(checkpoint["args"], checkpoint["model"], log=notes.append)
+    assert (name, kwargs["num_prototypes"], kwargs["decoder_depth"]) == (TINY, 24, 2)
+    assert len(notes) == 1 and "num_prototypes" in notes[0]  # the args' 3000 is overruled, and said so
+    model = create_pretrain_model(name, **kwargs)
+    model.load_state_dict(checkpoint["model"], strict=True)
     for key, value in model.state_dict().items():
-        torch.testing.assert_close(fresh.state_dict()[key], value, rtol=0, atol=0)
+        assert torch.equal(value, state[key]), key
+    videos, mask = tiny_batch(model, batch=2, ratio=0.5, seed=0)
+    loss, _ = model(videos, mask)
+    assert math.isfinite(loss.item())
 
 
 # ---------------------------------------------------------------------------------
@@ -736,3 +784,74 @@ def test_queue_balances_the_batch_together_with_the_last_tubes():
     q_eval, _ = model.assignments(scores, scores, targets, predictions)
     torch.testing.assert_close(q_eval, sinkhorn_knopp(scores, model.sinkhorn_eps, model.sinkhorn_iterations))
     torch.testing.assert_close(model.queue[0], torch.cat(seen[::-1])[:6])
+
+
+# ---------------------------------------------------------------------------------
+# Other clip sizes
+# ---------------------------------------------------------------------------------
+
+def direct_logits(model, clip, grid):
+    """The classifier computed by hand, with the sinusoid table of `grid`: (B, num_classes)."""
+    conv = model.patch_embed.proj
+    x = F.conv3d(clip, conv.weight, conv.bias, stride=conv.stride).flatten(2).transpose(1, 2)
+    x = x + get_sinusoid_encoding_table(int(np.prod(grid)), x.shape[-1])
+    for block in model.blocks:
+        x = block(x)
+    return model.head(model.fc_norm(x.mean(dim=1)))
+
+
+@pytest.mark.parametrize("size,frames", [(160, 8), (224, 32)])
+def test_encoder_runs_at_other_clip_sizes(size, frames):
+    torch.manual_seed(0)
+    source = create_model("vit_tiny_patch16_224", depth=2, num_classes=7).eval()  # 224 px, 16 frames
+    for p in source.parameters():
+        p.data.normal_(0, 0.05)
+    model = create_model("vit_tiny_patch16_224", depth=2, num_classes=7, img_size=size, all_frames=frames).eval()
+    report = load_pretrained_encoder(model, {"model": source.state_dict()})
+    assert report["missing"] == []
+    grid = (frames // 2, size // 16, size // 16)
+    assert model.patch_embed.grid_size == grid and model.pos_embed.shape == (1, int(np.prod(grid)), 192)
+    clip = torch.randn(2, 3, frames, size, size)
+    with torch.no_grad():
+        torch.testing.assert_close(model(clip), direct_logits(source, clip, grid), rtol=1e-4, atol=1e-5)
+
+
+def linear_table(grid, dim=192):
+    """A position table linear in each token's normalised cell centre: (1, T*H*W, dim)."""
+    torch.manual_seed(0)
+    coefficients = torch.randn(3, dim)
+    centres = torch.meshgrid(*[(torch.arange(n) + 0.5) / n for n in grid], indexing="ij")
+    coords = torch.stack(centres, dim=-1).reshape(-1, 3)
+    return (coords @ coefficients).unsqueeze(0), coefficients
+
+
+@pytest.mark.parametrize("size,frames", [(160, 8), (224, 32)])
+def test_learned_pos_embed_is_interpolated_in_space_and_time(size, frames):
+    source_grid = (8, 14, 14)
+    table, coefficients = linear_table(source_grid)
+    state = {"pos_embed": table.clone()}
+    model = create_model("vit_tiny_patch16_224", depth=1, num_classes=0, img_size=size, all_frames=frames,
+                         use_learnable_pos_emb=True)
+    args = argparse.Namespace(window_size=source_grid)
+    assert interpolate_pos_embed(state, model, checkpoint_grid=grid_from_args(args)) == source_grid
+    grid = model.patch_embed.grid_size
+    resized = state["pos_embed"].reshape(*grid, -1)
+    expected, _ = linear_table(grid)
+    expected = expected.reshape(*grid, -1)
+    # Cell centres inside the source grid's outermost centres are exact; outside, the border is held.
+    inside = [slice(None) if n <= m else slice(1, -1) for n, m in zip(grid, source_grid)]
+    torch.testing.assert_close(resized[tuple(inside)], expected[tuple(inside)], rtol=0, atol=1e-5)
+    assert state["pos_embed"].shape == model.pos_embed.shape
+
+
+def test_pos_embed_grid_inference():
+    model = create_model("vit_tiny_patch16_224", depth=1, num_classes=0, img_size=160, use_learnable_pos_emb=True)
+    state = {"encoder.pos_embed": torch.zeros(1, 8 * 14 * 14, 192)}
+    assert interpolate_pos_embed(state, model) == (8, 14, 14)  # same T, so the spatial side is known
+    assert state["encoder.pos_embed"].shape == (1, 8 * 10 * 10, 192)
+    other = create_model("vit_tiny_patch16_224", depth=1, num_classes=0, img_size=160, all_frames=8,
+                         use_learnable_pos_emb=True)
+    with pytest.raises(ValueError, match="cannot tell the token grid"):
+        interpolate_pos_embed({"pos_embed": torch.zeros(1, 8 * 14 * 14, 192)}, other)
+    fixed = create_model("vit_tiny_patch16_224", depth=1, num_classes=0, img_size=160)
+    assert interpolate_pos_embed({"pos_embed": torch.zeros(1, 1568, 192)}, fixed) is None

@@ -174,8 +174,7 @@ def test_two_runs_with_the_same_seed_are_identical(synthetic_videos, tmp_path):
 def initial_weights(output_dir):
     """The weights a run started from: its model rebuilt from its args under its seed."""
     import dist_utils
-    from checkpoint import pretrain_model_config
-    from modeling_pretrain import create_pretrain_model
+    from modeling_pretrain import create_pretrain_model, pretrain_model_config
 
     args = load_checkpoint(output_dir / "checkpoint-latest.pth")["args"]
     name, kwargs = pretrain_model_config(args)

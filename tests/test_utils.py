@@ -1,6 +1,5 @@
-"""Flags, schedules, parameter groups, distributed setup and training checkpoints (utils.py & co)."""
+"""Flags, schedules, parameter groups, distributed setup, precision, metrics and run records (utils.py & co)."""
 import argparse
-import os
 
 import numpy as np
 import pytest
@@ -78,7 +77,7 @@ def test_constant_schedule_when_base_equals_final():
 
 # ---- parameter groups and the optimiser ----------------------------------------------------
 
-class _Tiny(torch.nn.Module):
+class Tiny(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.proj = torch.nn.Linear(4, 3)
@@ -92,7 +91,7 @@ class _Tiny(torch.nn.Module):
 
 
 def test_param_groups_keep_norms_biases_and_named_params_out_of_weight_decay():
-    model = _Tiny()
+    model = Tiny()
     decay, no_decay = param_groups(model, 0.05, model.no_weight_decay())
     assert [p.shape for p in decay["params"]] == [model.proj.weight.shape]
     no_decay_ids = {id(p) for p in no_decay["params"]}
@@ -102,7 +101,7 @@ def test_param_groups_keep_norms_biases_and_named_params_out_of_weight_decay():
 
 def test_schedules_drive_weight_decay_only_where_it_applies():
     args = argparse.Namespace(lr=1e-3, opt_betas=[0.9, 0.95], opt_eps=1e-8, weight_decay=0.05)
-    optimizer = create_optimizer(args, _Tiny(), torch.device("cpu"))
+    optimizer = create_optimizer(args, Tiny(), torch.device("cpu"))
     assert optimizer.defaults["betas"] == (0.9, 0.95)
     apply_schedules(optimizer, lr=0.25, weight_decay=0.01)
     assert [g["lr"] for g in optimizer.param_groups] == [0.25, 0.25]
@@ -160,100 +159,6 @@ def test_precision_defaults_to_fp32_on_cpu():
     assert not utils.grad_scaler("fp32", cpu).is_enabled()
     with utils.autocast("bf16", cpu):
         assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16
-
-
-# ---- training checkpoints ----------------------------------------------------------------------
-
-def _training_state(epoch, seed=0):
-    torch.manual_seed(seed)
-    model = _Tiny()
-    args = argparse.Namespace(lr=1e-3, opt_betas=[0.9, 0.95], opt_eps=1e-8, weight_decay=0.05, window_size=(1, 2, 2))
-    optimizer = create_optimizer(args, model, torch.device("cpu"))
-    loss = model.norm(model.proj(torch.randn(5, 4))).pow(2).sum() + model.mask_token.sum()
-    loss.backward()
-    optimizer.step()
-    scaler = utils.grad_scaler("fp32", torch.device("cpu"))
-    return model, optimizer, scaler, dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
-                                          epoch=epoch, scaler=scaler.state_dict(), args=args, step=3 * (epoch + 1))
-
-
-def test_checkpoint_round_trip_restores_model_and_optimizer(tmp_path):
-    model, optimizer, scaler, state = _training_state(epoch=4)
-    utils.save_training_checkpoint(str(tmp_path), state, numbered=True)
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint-4.pth", "checkpoint-latest.pth"]
-
-    path, checkpoint = utils.find_resume_checkpoint(str(tmp_path))
-    assert path.endswith("checkpoint-latest.pth") and checkpoint["args"].window_size == (1, 2, 2)
-    fresh, fresh_optimizer, fresh_scaler, _ = _training_state(epoch=0, seed=1)
-    next_epoch = utils.restore_training_state(checkpoint, path, fresh, fresh_optimizer, fresh_scaler)
-    assert next_epoch == 5
-    for key, value in model.state_dict().items():
-        assert torch.equal(fresh.state_dict()[key], value), key
-    exp_avg = optimizer.state[model.proj.weight]["exp_avg"]
-    assert torch.equal(fresh_optimizer.state[fresh.proj.weight]["exp_avg"], exp_avg)
-    assert [g["use_weight_decay"] for g in fresh_optimizer.param_groups] == [True, False]
-
-
-def test_published_optimizer_state_without_our_group_flag_keeps_weight_decay_groups(tmp_path):
-    _, _, _, state = _training_state(epoch=0)
-    for group in state["optimizer"]["param_groups"]:
-        del group["use_weight_decay"]  # VideoMAE/SIGMA files do not have it
-    model, optimizer, scaler, _ = _training_state(epoch=0, seed=1)
-    utils.restore_training_state(state, "published.pth", model, optimizer, scaler)
-    apply_schedules(optimizer, lr=0.1, weight_decay=0.02)
-    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.02, 0.0]
-
-
-def test_mismatched_checkpoint_is_an_error_naming_the_file():
-    _, _, _, state = _training_state(epoch=0)
-    state["model"]["proj.weight"] = torch.zeros(5, 4)
-    model, optimizer, scaler, _ = _training_state(epoch=0, seed=1)
-    with pytest.raises(RuntimeError, match="other.pth: the checkpoint's weights do not fit this model"):
-        utils.restore_training_state(state, "other.pth", model, optimizer, scaler)
-
-
-def test_optimizer_state_of_a_differently_ordered_model_is_refused():
-    _, _, _, state = _training_state(epoch=0)
-    no_decay_ids = state["optimizer"]["param_groups"][1]["params"]
-    # Swap the state of two no-decay parameters of different shapes (bias (3,) vs mask_token (1,1,3)).
-    first, last = no_decay_ids[0], no_decay_ids[-1]
-    states = state["optimizer"]["state"]
-    states[first], states[last] = states[last], states[first]
-    model, optimizer, scaler, _ = _training_state(epoch=0, seed=1)
-    with pytest.raises(ValueError, match="x.pth: optimizer state 'exp_avg' has shape"):
-        utils.restore_training_state(state, "x.pth", model, optimizer, scaler)
-
-
-def test_auto_resume_skips_truncated_and_foreign_files(tmp_path, capsys):
-    for epoch in (0, 1, 2):
-        utils.save_training_checkpoint(str(tmp_path), _training_state(epoch)[3], numbered=True)
-    # A killed copy, a truncated newest file and a leftover temporary file of an atomic write.
-    latest = tmp_path / "checkpoint-latest.pth"
-    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
-    numbered = tmp_path / "checkpoint-2.pth"
-    numbered.write_bytes(numbered.read_bytes()[:100])
-    (tmp_path / ".checkpoint-3.pth.abc.tmp").write_bytes(b"partial")
-    torch.save({"weights": torch.zeros(1)}, tmp_path / "checkpoint-5.pth")  # not a training checkpoint
-
-    path, checkpoint = utils.find_resume_checkpoint(str(tmp_path))
-    assert os.path.basename(path) == "checkpoint-1.pth" and checkpoint["epoch"] == 1
-    warnings = capsys.readouterr().out
-    for name in ("checkpoint-latest.pth", "checkpoint-2.pth", "checkpoint-5.pth"):
-        assert f"not resuming from {tmp_path / name}" in warnings
-
-
-def test_auto_resume_prefers_a_newer_numbered_checkpoint_over_an_older_latest(tmp_path):
-    utils.save_training_checkpoint(str(tmp_path), _training_state(3)[3], numbered=False)
-    utils.save_training_checkpoint(str(tmp_path), _training_state(4)[3], numbered=True)
-    utils.save_training_checkpoint(str(tmp_path), _training_state(2)[3], numbered=False)  # e.g. copied back
-    path, checkpoint = utils.find_resume_checkpoint(str(tmp_path))
-    assert os.path.basename(path) == "checkpoint-4.pth" and checkpoint["epoch"] == 4
-
-
-def test_nothing_to_resume(tmp_path):
-    assert utils.find_resume_checkpoint(str(tmp_path)) == (None, None)
-    assert utils.find_resume_checkpoint(str(tmp_path / "missing")) == (None, None)
-    assert utils.find_resume_checkpoint("") == (None, None)
 
 
 def test_run_description_lists_sorted_arguments():

@@ -1,0 +1,326 @@
+"""What a training run saves and restores, for run_sigma_pretraining.py and run_class_finetuning.py.
+
+Files in --output_dir:
+- checkpoint-latest.pth every epoch, checkpoint-{epoch}.pth every --save_ckpt_freq
+  epochs and at the end: dicts with model, optimizer, epoch, scaler and args (the
+  published VideoMAE/SIGMA layout), plus step (pretraining), or max_accuracy and
+  model_ema (fine-tuning). Each file is written atomically (complete or absent, never
+  truncated), so resuming never meets a half-written newest file.
+- checkpoint-best.pth: the weights of the best validation top-1 (fine-tuning).
+- With DeepSpeed (fine-tuning), DeepSpeed's folders checkpoint-{epoch}/ and
+  checkpoint-best/ instead, the newest named by DeepSpeed's `latest` file; ZeRO 1/2
+  keep the whole weights in each folder's DEEPSPEED_MODEL_FILE.
+
+Where a run starts (:func:`find_start`): the newest complete checkpoint in
+--output_dir (the run's own), else --resume (a checkpoint of another run, a released
+one included). :func:`restore` then loads weights, optimiser and loss scaler.
+"""
+import json
+import os
+import re
+import shutil
+
+import torch
+
+import dist_utils
+from checkpoint import CheckpointError, load_checkpoint, save_checkpoint_atomic
+from optim_factory import uses_weight_decay
+
+LATEST_CHECKPOINT = "checkpoint-latest.pth"
+BEST_CHECKPOINT = "checkpoint-best.pth"
+# Matches what this code writes, not the temporary files of an unfinished atomic write.
+_CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+|latest)\.pth")
+TRAINING_KEYS = ("model", "optimizer", "epoch")
+# DeepSpeed checkpoint folders are named by this tag; DeepSpeed's own `latest` file names the newest.
+DEEPSPEED_TAG = "checkpoint-{}"
+DEEPSPEED_BEST_TAG = "checkpoint-best"
+DEEPSPEED_LATEST = "latest"
+DEEPSPEED_MODEL_FILE = "mp_rank_00_model_states.pt"
+
+
+class OptimizerStateMismatchError(ValueError):
+    """A saved optimizer state that does not fit the optimizer built by this code."""
+
+
+# ---------------------------------------------------------------------------------
+# Saving
+# ---------------------------------------------------------------------------------
+
+def save(output_dir, state, numbered, best=None):
+    """Writes `state` to checkpoint-latest.pth and, if `numbered`, to checkpoint-{epoch}.pth;
+    `best`, if given, to checkpoint-best.pth."""
+    if numbered:
+        save_checkpoint_atomic(state, os.path.join(output_dir, f"checkpoint-{state['epoch']}.pth"))
+    save_checkpoint_atomic(state, os.path.join(output_dir, LATEST_CHECKPOINT))
+    if best is not None:
+        save_checkpoint_atomic(best, os.path.join(output_dir, BEST_CHECKPOINT))
+
+
+def save_deepspeed(engine, output_dir, client_state, is_best, previous_kept, is_main):
+    """A DeepSpeed engine's checkpoint-{epoch}/ (every rank writes its part) and, at a new best,
+    checkpoint-best/; the previous epoch's folder is removed unless it is one to keep."""
+    epoch = client_state["epoch"]
+    engine.save_checkpoint(output_dir, tag=DEEPSPEED_TAG.format(epoch), client_state=client_state)
+    if is_best:
+        engine.save_checkpoint(output_dir, tag=DEEPSPEED_BEST_TAG, client_state=client_state, save_latest=False)
+    previous = os.path.join(output_dir, DEEPSPEED_TAG.format(epoch - 1))
+    if is_main and not previous_kept and os.path.isdir(previous):
+        shutil.rmtree(previous)
+
+
+# ---------------------------------------------------------------------------------
+# Finding what to start from
+# ---------------------------------------------------------------------------------
+
+def find_latest(output_dir):
+    """The newest complete training checkpoint in `output_dir`: (path, checkpoint dict) or (None, None).
+
+    checkpoint-latest.pth is tried first, then checkpoint-{epoch}.pth newest first;
+    a file that does not load (truncated, corrupt) or lacks the training keys is
+    skipped with a warning, never resumed from.
+    """
+    if not output_dir or not os.path.isdir(output_dir):
+        return None, None
+    numbered = []
+    for name in os.listdir(output_dir):
+        match = _CHECKPOINT_NAME.fullmatch(name)
+        if match and match.group(1) != "latest":
+            numbered.append((int(match.group(1)), os.path.join(output_dir, name)))
+    numbered.sort(reverse=True)
+    candidates = [(None, os.path.join(output_dir, LATEST_CHECKPOINT))] + numbered
+
+    best_path, best = None, None
+    for name_epoch, path in candidates:
+        if not os.path.exists(path):
+            continue
+        if best is not None and name_epoch is not None and name_epoch <= best["epoch"]:
+            break
+        try:
+            checkpoint = load_checkpoint(path)
+            missing = [key for key in TRAINING_KEYS if key not in checkpoint]
+            if missing:
+                raise CheckpointError(f"{path} is not a training checkpoint: it has no {', '.join(missing)}")
+        except CheckpointError as error:
+            print(f"WARNING: not resuming from {path}: {error}", flush=True)
+            continue
+        if best is None or checkpoint["epoch"] > best["epoch"]:
+            best_path, best = path, checkpoint
+    return best_path, best
+
+
+def find_start(args, env):
+    """(path, checkpoint, own_run) a run starts from, else (None, None, False).
+
+    With --auto_resume, the newest complete checkpoint in --output_dir (own_run: this
+    run's own file), else --resume. Rank 0 chooses and the others load the same file,
+    so no two ranks can resume from different epochs.
+    """
+    if args.auto_resume and args.output_dir:
+        path, checkpoint = find_latest(args.output_dir) if env.is_main else (None, None)
+        path = dist_utils.broadcast_object(path)
+        if path is not None:
+            return path, checkpoint if checkpoint is not None else load_checkpoint(path), True
+    if args.resume:
+        return args.resume, load_checkpoint(args.resume), False
+    return None, None, False
+
+
+def trained_weights(args):
+    """The classifier file --eval tests: --resume, else in --output_dir the best, else the newest
+    (DeepSpeed folders: their whole weights); None: --finetune's."""
+    if args.resume:
+        return deepspeed_weights(args.resume) if os.path.isdir(args.resume) else args.resume
+    if not args.output_dir:
+        return None
+    best = os.path.join(args.output_dir, BEST_CHECKPOINT)
+    if os.path.isfile(best):
+        return best
+    if os.path.isdir(os.path.join(args.output_dir, DEEPSPEED_BEST_TAG)):
+        return deepspeed_weights(os.path.join(args.output_dir, DEEPSPEED_BEST_TAG))
+    latest = os.path.join(args.output_dir, DEEPSPEED_LATEST)
+    if os.path.isfile(latest):
+        with open(latest) as f:
+            return deepspeed_weights(os.path.join(args.output_dir, f.read().strip()))
+    path, _ = find_latest(args.output_dir)
+    return path
+
+
+def deepspeed_weights(folder):
+    """The model file of a DeepSpeed checkpoint folder (ZeRO 1/2 keep whole weights there)."""
+    path = os.path.join(folder, DEEPSPEED_MODEL_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{folder} is not a DeepSpeed checkpoint folder: it has no {DEEPSPEED_MODEL_FILE}")
+    return path
+
+
+# ---------------------------------------------------------------------------------
+# Restoring
+# ---------------------------------------------------------------------------------
+
+def restore(checkpoint, source, model, optimizer, scaler, own_run=True, model_ema=None):
+    """Loads model, optimiser, loss-scaler (and EMA) state from a training checkpoint; returns the next epoch.
+
+    The weights must fit exactly. With own_run (this run's checkpoint, or a fine-tuning
+    run continued with --resume) any optimiser mismatch is an error naming `source`:
+    continuing with part of the state would silently train something else than what
+    the checkpoint describes. Otherwise (pretraining continued from another run's
+    checkpoint, a released one included) the AdamW moments are matched by parameter
+    name, because files written by other code order their parameters differently;
+    where they do not fit, training goes on with fresh moments and says so, since the
+    weights alone are a valid starting point.
+    """
+    try:
+        model.load_state_dict(checkpoint["model"], strict=True)
+    except RuntimeError as error:
+        raise RuntimeError(f"{source}: the checkpoint's weights do not fit this model; "
+                           f"check --model and the model flags against its args.\n{error}") from None
+    if not own_run:
+        try:
+            load_optimizer_state(optimizer, model, checkpoint)
+            print(f"optimizer state of {source} loaded (matched by parameter name)")
+        except OptimizerStateMismatchError as error:
+            print(f"WARNING: {source}: optimizer state not loaded ({error}); continuing with fresh AdamW moments")
+    elif "optimizer" in checkpoint:
+        # load_state_dict replaces each group's settings with the saved ones; files
+        # written by other code lack our group keys (use_weight_decay, lr_scale), so
+        # those are put back where the file has none.
+        settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+        try:
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        except ValueError as error:
+            raise ValueError(f"{source}: the optimizer state does not fit this model's parameter groups: "
+                             f"{error}") from None
+        for group, own in zip(optimizer.param_groups, settings):
+            for key, value in own.items():
+                group.setdefault(key, value)
+        _check_optimizer_shapes(optimizer, source)
+    if checkpoint.get("scaler") and scaler.is_enabled():
+        scaler.load_state_dict(checkpoint["scaler"])
+    if model_ema is not None:
+        if "model_ema" not in checkpoint:
+            raise ValueError(f"{source} has no model_ema weights: resume without --model_ema, or from a run with it")
+        model_ema.module.load_state_dict(checkpoint["model_ema"])
+    start_epoch = int(checkpoint["epoch"]) + 1
+    print(f"resumed from {source} (epoch {checkpoint['epoch']} done); continuing at epoch {start_epoch}")
+    return start_epoch
+
+
+def restore_deepspeed(engine, args):
+    """Restores a DeepSpeed engine from --output_dir's `latest` (--auto_resume), else from the folder
+    --resume; returns its client state dict(epoch, max_accuracy), or None when there is nothing to resume."""
+    latest = os.path.join(args.output_dir, DEEPSPEED_LATEST) if args.output_dir else ""
+    if args.auto_resume and os.path.isfile(latest):
+        load_dir, tag = args.output_dir, None
+    elif args.resume:
+        load_dir, tag = os.path.split(os.path.normpath(args.resume))
+    else:
+        return None
+    path, client_state = engine.load_checkpoint(load_dir, tag=tag)
+    if path is None:
+        raise FileNotFoundError(f"no DeepSpeed checkpoint {tag or 'named by ' + DEEPSPEED_LATEST} in {load_dir}")
+    print(f"resumed from {path} (epoch {client_state['epoch']} done)")
+    return client_state
+
+
+def _check_optimizer_shapes(optimizer, source):
+    # Optimiser state is matched to parameters by position, so a file from a model
+    # whose parameters are ordered differently could load without any error.
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if torch.is_tensor(value) and value.dim() > 0 and value.shape != param.shape:
+                    raise ValueError(f"{source}: optimizer state {name!r} has shape {tuple(value.shape)} "
+                                     f"for a parameter of shape {tuple(param.shape)}")
+
+
+def load_optimizer_state(optimizer, model, checkpoint):
+    """Load `checkpoint['optimizer']` into `optimizer`, matching parameters by name.
+
+    Matching by name (not by position) makes a checkpoint of another implementation
+    whose modules are registered in a different order load correctly. The moments of
+    every parameter must have its shape. The optimizer's own hyper-parameters (lr,
+    betas, weight decay: set by args and the schedules) are kept.
+
+    Raises:
+        OptimizerStateMismatchError: with the first difference; the caller decides
+        whether to stop (resuming a run) or start with fresh moments (continuing from
+        a checkpoint trained elsewhere).
+    """
+    saved = checkpoint.get("optimizer")
+    if not saved or "state" not in saved:
+        raise OptimizerStateMismatchError("the checkpoint holds no optimizer state")
+    params = dict(model.named_parameters())
+    shapes = {name: tuple(p.shape) for name, p in params.items()}
+    no_weight_decay = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
+    saved_names = _saved_param_names(saved, list(checkpoint["model"]), no_weight_decay, shapes)
+    position = {name: index for group, names in zip(saved["param_groups"], saved_names)
+                for index, name in zip(group["params"], names)}
+
+    name_of = {id(p): name for name, p in params.items()}
+    current = optimizer.state_dict()
+    new_state = {}
+    for group, current_group in zip(optimizer.param_groups, current["param_groups"]):
+        for param, index in zip(group["params"], current_group["params"]):
+            name = name_of.get(id(param))
+            if name not in position:
+                raise OptimizerStateMismatchError(f"the saved optimizer has no state for parameter {name}")
+            state = saved["state"].get(position[name])
+            if state is None:
+                continue
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.dim() > 0 and tuple(value.shape) != tuple(param.shape):
+                    raise OptimizerStateMismatchError(
+                        f"saved optimizer state {key} of {name} has shape {tuple(value.shape)}, "
+                        f"the parameter {tuple(param.shape)}")
+            new_state[index] = state
+    optimizer.load_state_dict({"state": new_state, "param_groups": current["param_groups"]})
+
+
+def _saved_param_names(saved, model_keys, no_weight_decay, shapes):
+    """Parameter names of a saved optimizer state, group by group.
+
+    torch saves only positions. Newer optimizers built from named parameters keep
+    `param_names`; otherwise the positions follow VideoMAE's grouping (decay / no decay)
+    of the model's parameters in state-dict order, which is rebuilt here.
+    """
+    groups = saved["param_groups"]
+    if all("param_names" in g for g in groups):
+        return [list(g["param_names"]) for g in groups]
+    names = []
+    for group in groups:
+        decays = group["use_weight_decay"] if "use_weight_decay" in group else group["weight_decay"] != 0
+        names.append([key for key in model_keys
+                      if key in shapes and decays == uses_weight_decay(key, shapes[key], no_weight_decay)])
+    sizes, expected = [len(g["params"]) for g in groups], [len(n) for n in names]
+    if sizes != expected:
+        raise OptimizerStateMismatchError(
+            f"the saved optimizer has parameter groups of sizes {sizes}; grouping the checkpoint's parameters "
+            f"by weight decay gives {expected}")
+    return names
+
+
+# ---------------------------------------------------------------------------------
+# Settings of the checkpoint a run continues from
+# ---------------------------------------------------------------------------------
+
+def adopt_architecture(saved_args, args, names):
+    """Builds the model the checkpoint holds: its values of the architecture flags `names` replace ours,
+    with a message. Any other value would make its weights fail to load."""
+    if saved_args is None:
+        return
+    for name in names:
+        if name in vars(saved_args) and getattr(saved_args, name) != getattr(args, name):
+            print(f"using the checkpoint's --{name} {getattr(saved_args, name)} instead of {getattr(args, name)}")
+            setattr(args, name, getattr(saved_args, name))
+
+
+def report_changed_settings(saved_args, args):
+    """Prints the settings that differ from those the checkpoint was trained with."""
+    if saved_args is None:
+        return
+    saved, current = vars(saved_args), vars(args)
+    changed = {k: (saved[k], current[k]) for k in sorted(saved.keys() & current.keys())
+               if json.dumps(saved[k], default=str) != json.dumps(current[k], default=str)}
+    if changed:
+        print("settings that differ from the checkpoint's: "
+              + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items()))
