@@ -11,8 +11,6 @@ extract_features.py). Features are L2-normalised; each query takes its k most co
 similar bank videos (k capped at the bank size), each of which votes for its label with
 weight exp(similarity / T); the scores of the classes are the summed votes.
 """
-import argparse
-
 import torch
 import torch.nn.functional as F
 
@@ -20,22 +18,20 @@ import dist_utils
 import utils
 from clip_lists import read_clip_list, split_list
 from engine_for_finetuning import topk_correct
-from extract_features import add_encoder_args, build_encoder, compute_features
+from extract_features import build_encoder, compute_features, encoder_parser
+from flags import POSITIVE_INT
 
 KNN_CHUNK = 1024  # queries per similarity matrix: 1024 x bank floats at a time
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser("SIGMA k-NN evaluation", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_path", required=True,
-                        help="directory of train.csv (the bank) and val.csv (the queries), paths relative to it; "
-                             "with --data_path_csv the video root")
-    parser.add_argument("--data_path_csv", default=None, help="directory of the two lists (SIGMA convention)")
-    parser.add_argument("--nb_classes", type=int, required=True, help="number of classes of the lists")
-    parser.add_argument("--nb_knn", type=int, nargs="+", default=[200], help="neighbour counts k to evaluate")
-    parser.add_argument("--temperature", type=float, default=0.07, help="T of the vote weights exp(sim / T)")
-    return add_encoder_args(parser)
+    parser, groups = encoder_parser("SIGMA k-NN evaluation", __doc__,
+                                    lists="the directory of train.csv (the bank) and val.csv (the queries)")
+    knn = parser.add_argument_group("k-NN")
+    knn.add_argument("--nb_classes", type=POSITIVE_INT, required=True, help="number of classes of the lists")
+    knn.add_argument("--nb_knn", type=POSITIVE_INT, nargs="+", default=[200], help="neighbour counts k to evaluate")
+    knn.add_argument("--temperature", type=float, default=0.07, help="T of the vote weights exp(sim / T)")
+    return parser
 
 
 @torch.no_grad()

@@ -16,7 +16,6 @@ The file (torch.save; load it with checkpoint.load_checkpoint or torch.load) hol
     grid      (T', H', W')        bad_paths  videos that could not be decoded (not in N)
     pooling   how the features were made          args  the settings of this run
 """
-import argparse
 import os
 import time
 
@@ -26,53 +25,27 @@ from checkpoint import checkpoint_state_dict, load_checkpoint, save_checkpoint_a
 from clip_lists import read_clip_list, resolve_clip_list
 from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES
 from engine_for_finetuning import eval_loader, eval_view_dataset, gather_outputs, run_inference
+from flags import BoolFlag, parent_parser
 from modeling_finetune import MODELS, create_classifier, load_pretrained_encoder
 
-BoolFlag = utils.BoolFlag
 
-
-def add_encoder_args(parser):
-    """The flags that choose an encoder and how clips are read, shared with eval_knn.py."""
-    group = parser.add_argument_group("encoder and clips")
-    group.add_argument("--model", default="vit_base_patch16_224", choices=sorted(MODELS))
-    group.add_argument("--finetune", default="",
-                       help="checkpoint whose encoder to use: pretraining or fine-tuned, a path or "
-                            "hf://OWNER/REPO/FILE; none: a randomly initialised encoder (a baseline)")
-    group.add_argument("--use_mean_pooling", action=BoolFlag, default=False,
-                       help="off: the encoder as pretrained, tokens after its final norm, mean-pooled; on: the "
-                            "input of a fine-tuned classifier's head (fc_norm of the mean of the last block's "
-                            "tokens), for fine-tuned checkpoints")
-    group.add_argument("--tubelet_size", type=int, default=2, help="frames per token")
-    group.add_argument("--data_set", default=CUSTOM_DATASET, choices=[*DATASET_NUM_CLASSES, CUSTOM_DATASET],
-                       help="SSV2 samples one frame per segment, all others a clip at --sampling_rate")
-    group.add_argument("--num_frames", type=int, default=16, help="frames per clip")
-    group.add_argument("--sampling_rate", type=int, default=4, help="stride between frames")
-    group.add_argument("--input_size", type=int, default=224, help="side of the square frames fed to the model")
-    group.add_argument("--short_side_size", type=int, default=224, help="short side after resizing")
-    group.add_argument("--max_bad_fraction", type=float, default=0.01,
-                       help="stop when more than this share of the videos cannot be decoded")
-
-    run = parser.add_argument_group("run")
-    run.add_argument("--batch_size", type=int, default=32, help="clips per process and forward pass")
-    run.add_argument("--num_workers", type=int, default=10, help="data loader processes per GPU")
-    run.add_argument("--pin_mem", action=BoolFlag, default=True, help="page-locked batches for faster copies")
-    run.add_argument("--precision", default=None, choices=sorted(utils.AUTOCAST_DTYPES),
-                     help="autocast dtype (default: bf16 on a GPU that has it, fp16 on older GPUs, fp32 on CPU)")
-    run.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
-    run.add_argument("--seed", type=int, default=0, help="seeds the weights of a randomly initialised encoder")
-    run.add_argument("--dist_timeout", type=float, default=30, help="minutes a collective may wait")
-    return parser
+def encoder_parser(name, description, lists):
+    """The parser of an entry point that reads every video of lists once through an encoder (this one and
+    eval_knn.py): the shared flags with the defaults of such a run."""
+    parser, groups = parent_parser(name, description, lists=lists, models=MODELS,
+                                   data_sets=[*DATASET_NUM_CLASSES, CUSTOM_DATASET])
+    parser.set_defaults(data_set=CUSTOM_DATASET, batch_size=32, max_bad_fraction=0.01, model="vit_base_patch16_224",
+                        use_mean_pooling=False)
+    return parser, groups
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser("SIGMA feature extraction", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_path", required=True, help="clip list, or with --data_path_csv the video root")
-    parser.add_argument("--data_path_csv", default=None, help="clip list whose paths are relative to --data_path")
-    parser.add_argument("--output", required=True, help="file to write (.pt)")
-    parser.add_argument("--tokens", action=BoolFlag, default=False,
-                        help="keep every token's feature (N x T'H'W' x D floats: large) instead of their mean")
-    return add_encoder_args(parser)
+    parser, groups = encoder_parser("SIGMA feature extraction", __doc__, lists="a clip list")
+    run = groups["run"]
+    run.add_argument("--output", required=True, help="file to write (.pt)")
+    run.add_argument("--tokens", action=BoolFlag, default=False,
+                     help="keep every token's feature (N x T'H'W' x D floats: large) instead of their mean")
+    return parser
 
 
 def build_encoder(args):

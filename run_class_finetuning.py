@@ -24,7 +24,6 @@ views of every test video (--test_num_segment x --test_num_crop) are classified,
 softmax averaged per video, and the per-view logits saved to OUTPUT_DIR/test_predictions.pt
 (re-score with `python engine_for_finetuning.py OUTPUT_DIR/test_predictions.pt`).
 """
-import argparse
 import math
 import os
 import time
@@ -46,10 +45,11 @@ from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES, build_dataset, trainin
 from engine_for_finetuning import (FeatureDataset, FeatureProbe, VideoMixup, describe_scores, eval_loader,
                                    eval_view_dataset, evaluate, freeze_backbone, gather_outputs, is_sharded,
                                    merge_views, pooled_tokens, run_inference, save_predictions, train_one_epoch)
+from flags import (FRACTION, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, BoolFlag, checked,
+                   parent_parser)
 from modeling_finetune import MODELS, create_classifier, load_pretrained_encoder
 from optim_factory import create_optimizer, scaled_schedules
 
-BoolFlag = utils.BoolFlag
 # The published few-shot subsets (--examples) draw their videos with this seed.
 EXAMPLES_SEED = 99999
 PREDICTIONS_FILE = "test_predictions.pt"
@@ -58,32 +58,18 @@ AUGMENTATION_OFF = {"mixup": 0.0, "cutmix": 0.0, "cutmix_minmax": None, "aa": "n
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser("SIGMA fine-tuning and evaluation", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    data = parser.add_argument_group("data")
-    data.add_argument("--data_set", default="Kinetics-400", choices=[*DATASET_NUM_CLASSES, CUSTOM_DATASET],
-                      help=f"{CUSTOM_DATASET}: any clip lists, with --nb_classes")
-    data.add_argument("--nb_classes", type=int, default=400, help="classes of --data_set (checked against it)")
-    data.add_argument("--data_path", required=True,
-                      help="directory of train.csv, val.csv, test.csv (paths relative to it), or with "
-                           "--data_path_csv the video root")
-    data.add_argument("--data_path_csv", default=None, help="directory of the three lists, paths relative to "
-                                                            "--data_path (SIGMA convention)")
-    data.add_argument("--examples", type=int, default=0,
+    parser, groups = parent_parser(
+        "SIGMA fine-tuning and evaluation", __doc__, lists="the directory of train.csv, val.csv and test.csv",
+        models=MODELS, training=True, data_sets=[*DATASET_NUM_CLASSES, CUSTOM_DATASET])
+    parser.set_defaults(
+        data_set="Kinetics-400", num_sample=2, batch_size=64, max_bad_fraction=0.01, model="vit_base_patch16_224",
+        use_mean_pooling=True, drop_path=0.1, epochs=30, opt_betas=[0.9, 0.999], lr=1e-3, min_lr=1e-6,
+        warmup_lr=1e-6, warmup_epochs=5, save_ckpt_freq=100, run_name="sigma_finetune")
+    data = groups["data"]
+    data.add_argument("--nb_classes", type=POSITIVE_INT, default=400, help="classes of --data_set (checked against it)")
+    data.add_argument("--examples", type=NON_NEGATIVE_INT, default=0,
                       help="train on this many videos, an equal share per class drawn with a fixed seed (the "
                            "few-shot settings of SEVERE, e.g. 1000 for UCF101 and Gym99); 0: all")
-    data.add_argument("--num_frames", type=int, default=16, help="frames per clip")
-    data.add_argument("--sampling_rate", type=int, default=4,
-                      help="stride between frames for Kinetics-style sampling (SSV2 takes one frame per segment)")
-    data.add_argument("--input_size", type=int, default=224, help="side of the square frames fed to the model")
-    data.add_argument("--short_side_size", type=int, default=224, help="test views: short side after resizing")
-    data.add_argument("--num_sample", type=int, default=2,
-                      help="augmented clips per decoded training video (repeated augmentation)")
-    data.add_argument("--max_bad_fraction", type=float, default=0.01,
-                      help="stop when more than this share of the videos read cannot be decoded; scores are only "
-                           "comparable to published ones when (almost) every video counts")
-    data.add_argument("--num_workers", type=int, default=10, help="data loader processes per GPU")
-    data.add_argument("--pin_mem", action=BoolFlag, default=True, help="page-locked batches for faster copies")
 
     aug = parser.add_argument_group("training augmentation")
     aug.add_argument("--aa", default="rand-m7-n4-mstd0.5-inc1",
@@ -93,34 +79,26 @@ def get_args_parser():
     aug.add_argument("--horizontal_flip", action=BoolFlag, default=None,
                      help="random horizontal flips (default: on, except SSV2 and custom lists, where the "
                           "direction of motion can be the label)")
-    aug.add_argument("--reprob", type=float, default=0.25, help="random erasing probability")
+    aug.add_argument("--reprob", type=FRACTION, default=0.25, help="random erasing probability")
     aug.add_argument("--remode", default="pixel", choices=["const", "rand", "pixel"], help="random erasing fill")
-    aug.add_argument("--recount", type=int, default=1, help="random erasing boxes per clip")
-    aug.add_argument("--mixup", type=float, default=0.8, help="mixup alpha (0: off)")
-    aug.add_argument("--cutmix", type=float, default=1.0, help="cutmix alpha (0: off); one box through all frames")
+    aug.add_argument("--recount", type=POSITIVE_INT, default=1, help="random erasing boxes per clip")
+    aug.add_argument("--mixup", type=NON_NEGATIVE_FLOAT, default=0.8, help="mixup alpha (0: off)")
+    aug.add_argument("--cutmix", type=NON_NEGATIVE_FLOAT, default=1.0,
+                     help="cutmix alpha (0: off); one box through all frames")
     aug.add_argument("--cutmix_minmax", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
                      help="cutmix box area range; overrides --cutmix")
-    aug.add_argument("--mixup_prob", type=float, default=1.0, help="probability of mixing a batch")
-    aug.add_argument("--mixup_switch_prob", type=float, default=0.5, help="probability of cutmix over mixup")
+    aug.add_argument("--mixup_prob", type=FRACTION, default=1.0, help="probability of mixing a batch")
+    aug.add_argument("--mixup_switch_prob", type=FRACTION, default=0.5, help="probability of cutmix over mixup")
     aug.add_argument("--mixup_mode", default="batch", choices=["batch", "pair", "elem"],
                      help="one mixing draw per batch, per pair of clips or per clip")
-    aug.add_argument("--smoothing", type=float, default=0.1, help="label smoothing")
+    aug.add_argument("--smoothing", type=NON_NEGATIVE_FLOAT, default=0.1, help="label smoothing")
 
-    model = parser.add_argument_group("model")
-    model.add_argument("--model", default="vit_base_patch16_224", choices=sorted(MODELS))
-    model.add_argument("--tubelet_size", type=int, default=2, help="frames per token")
-    model.add_argument("--finetune", default="",
-                       help="checkpoint to start from: a pretraining checkpoint (its encoder is loaded), a "
-                            "fine-tuned classifier, a path or hf://OWNER/REPO/FILE; none: random initialisation")
-    model.add_argument("--use_mean_pooling", action=BoolFlag, default=True,
-                       help="classify the mean of the last block's tokens through a new fc_norm (published); "
-                            "off: keep the encoder's final norm and pool after it")
+    model = groups["model"]
     model.add_argument("--init_scale", type=float, default=0.001,
                        help="the new head starts at this fraction of its random init: uniform predictions")
-    model.add_argument("--drop_path", type=float, default=0.1, help="stochastic depth rate")
-    model.add_argument("--drop", type=float, default=0.0, help="dropout in the blocks")
-    model.add_argument("--attn_drop_rate", type=float, default=0.0, help="attention dropout")
-    model.add_argument("--fc_drop_rate", type=float, default=0.0, help="dropout before the head")
+    model.add_argument("--drop", type=NON_NEGATIVE_FLOAT, default=0.0, help="dropout in the blocks")
+    model.add_argument("--attn_drop_rate", type=NON_NEGATIVE_FLOAT, default=0.0, help="attention dropout")
+    model.add_argument("--fc_drop_rate", type=NON_NEGATIVE_FLOAT, default=0.0, help="dropout before the head")
     model.add_argument("--linear_probing", action=BoolFlag, default=False,
                        help="train only fc_norm and head on the frozen encoder")
     model.add_argument("--cache_features", action=BoolFlag, default=None,
@@ -128,32 +106,14 @@ def get_args_parser():
                             "linear probing without training augmentation, i.e. --mixup 0 --cutmix 0 --aa none "
                             "--reprob 0)")
     model.add_argument("--model_ema", action=BoolFlag, default=False, help="also keep an EMA of the weights")
-    model.add_argument("--model_ema_decay", type=float, default=0.9999, help="EMA decay per optimiser step")
+    model.add_argument("--model_ema_decay", type=FRACTION, default=0.9999, help="EMA decay per optimiser step")
     model.add_argument("--model_ema_force_cpu", action=BoolFlag, default=False, help="keep the EMA on the CPU")
 
-    optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--batch_size", type=int, default=64, help="videos per process and micro-batch")
-    optim.add_argument("--update_freq", type=int, default=1, help="micro-batches per optimiser step")
-    optim.add_argument("--epochs", type=int, default=30)
-    optim.add_argument("--opt", default="adamw", choices=["adamw"], help="optimiser")
-    optim.add_argument("--opt_betas", type=float, nargs=2, default=[0.9, 0.999], metavar=("BETA1", "BETA2"),
-                       help="AdamW betas")
-    optim.add_argument("--opt_eps", type=float, default=1e-8, help="AdamW epsilon")
-    optim.add_argument("--weight_decay", type=float, default=0.05, help="AdamW weight decay")
-    optim.add_argument("--weight_decay_end", type=float, default=None,
-                       help="final weight decay of a cosine schedule (default: --weight_decay, constant)")
-    optim.add_argument("--clip_grad", type=float, default=None, help="gradient norm clip (default: none)")
-    optim.add_argument("--lr", type=float, default=1e-3, help="peak learning rate per 256 videos")
-    optim.add_argument("--layer_decay", type=float, default=0.75,
+    optim = groups["optimisation"]
+    optim.add_argument("--update_freq", type=POSITIVE_INT, default=1, help="micro-batches per optimiser step")
+    optim.add_argument("--layer_decay", type=checked(float, lambda v: 0 < v <= 1, "be in (0, 1]"), default=0.75,
                        help="block i learns at layer_decay ** (depth - i) of the head's rate: pretrained early "
                             "layers move least; 1: off")
-    optim.add_argument("--warmup_lr", type=float, default=1e-6, help="learning rate per 256 videos at step 0")
-    optim.add_argument("--min_lr", type=float, default=1e-6, help="final learning rate per 256 videos")
-    optim.add_argument("--warmup_epochs", type=int, default=5, help="epochs of linear lr warm-up")
-    optim.add_argument("--warmup_steps", type=int, default=-1, help="steps of warm-up; overrides --warmup_epochs")
-    optim.add_argument("--precision", default=None, choices=sorted(utils.AUTOCAST_DTYPES),
-                       help="autocast dtype (default: bf16 on a GPU that has it, fp16 with a loss scaler on older "
-                            "GPUs, fp32 on CPU); with DeepSpeed, the dtype of its weights")
 
     evaluation = parser.add_argument_group("evaluation")
     evaluation.add_argument("--eval", action="store_true",
@@ -164,34 +124,16 @@ def get_args_parser():
                                  "every process evaluates everything")
     evaluation.add_argument("--disable_eval_during_finetuning", action=BoolFlag, default=False,
                             help="skip the validation after every epoch")
-    evaluation.add_argument("--test_num_segment", type=int, default=5, help="test clips along time per video")
-    evaluation.add_argument("--test_num_crop", type=int, default=3, help="test crops along the long side")
+    evaluation.add_argument("--test_num_segment", type=POSITIVE_INT, default=5, help="test clips along time per video")
+    evaluation.add_argument("--test_num_crop", type=POSITIVE_INT, default=3, help="test crops along the long side")
 
-    run = parser.add_argument_group("run")
-    run.add_argument("--output_dir", default="", help="checkpoints, args.json, log.txt, test predictions")
-    run.add_argument("--log_dir", default=None, help="TensorBoard folder (default: OUTPUT_DIR/tensorboard)")
+    run = groups["run"]
     run.add_argument("--save_ckpt", action=BoolFlag, default=True, help="write checkpoints")
-    run.add_argument("--save_ckpt_freq", type=int, default=100,
-                     help="keep the checkpoint of every N-th epoch; the newest is always kept")
-    run.add_argument("--resume", default="", help="training checkpoint to continue from (a DeepSpeed run: its "
-                                                  "checkpoint folder)")
-    run.add_argument("--auto_resume", action=BoolFlag, default=True,
-                     help="resume from the newest complete checkpoint in --output_dir (before --resume)")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--print_freq", type=int, default=10, help="optimiser steps between log lines")
-    run.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"])
-    run.add_argument("--dist_timeout", type=float, default=30,
-                     help="minutes a collective may wait for a rank that neither progresses nor exits")
-    run.add_argument("--run_name", default="sigma_finetune", help="run name in Weights & Biases")
-    run.add_argument("--wandb", action=BoolFlag, default=False, help="also log to Weights & Biases")
-    run.add_argument("--wandb_project", default="SIGMA", help="Weights & Biases project")
-    run.add_argument("--local-rank", "--local_rank", type=int, default=None, dest="local_rank",
-                     help="passed by the deprecated torch.distributed.launch; LOCAL_RANK is what is used")
 
     ds = parser.add_argument_group("DeepSpeed")
     ds.add_argument("--enable_deepspeed", action="store_true",
                     help="train inside DeepSpeed (ZeRO, bf16/fp16 weights); start with torchrun, also for one "
-                         "process")
+                         "process; --resume then names a checkpoint folder")
     ds.add_argument("--zero_stage", type=int, default=1, choices=[0, 1, 2],
                     help="ZeRO stage: 1 partitions the optimizer state over the processes, 2 also the gradients")
     return parser
@@ -200,26 +142,6 @@ def get_args_parser():
 def parse_args(argv=None):
     parser = get_args_parser()
     args = parser.parse_args(argv)
-    positive = ["batch_size", "update_freq", "epochs", "num_frames", "sampling_rate", "input_size",
-                "short_side_size", "num_sample", "test_num_segment", "test_num_crop", "save_ckpt_freq",
-                "print_freq", "tubelet_size", "nb_classes", "recount"]
-    for name in positive:
-        if getattr(args, name) <= 0:
-            parser.error(f"argument --{name}: must be positive, got {getattr(args, name)}")
-    for name in ["examples", "num_workers", "warmup_epochs", "weight_decay", "lr", "min_lr", "warmup_lr",
-                 "drop_path", "drop", "attn_drop_rate", "fc_drop_rate", "mixup", "cutmix", "smoothing"]:
-        if getattr(args, name) < 0:
-            parser.error(f"argument --{name}: must not be negative, got {getattr(args, name)}")
-    for name in ["reprob", "mixup_prob", "mixup_switch_prob", "max_bad_fraction", "model_ema_decay"]:
-        if not 0 <= getattr(args, name) <= 1:
-            parser.error(f"argument --{name}: must be in [0, 1], got {getattr(args, name)}")
-    if not 0 < args.layer_decay <= 1:
-        parser.error(f"argument --layer_decay: must be in (0, 1], got {args.layer_decay}")
-    if args.clip_grad is not None and args.clip_grad <= 0:
-        parser.error(f"argument --clip_grad: must be positive, got {args.clip_grad}")
-    if args.local_rank is not None and args.local_rank != int(os.environ.get("LOCAL_RANK", args.local_rank)):
-        parser.error(f"argument --local-rank: {args.local_rank} disagrees with LOCAL_RANK={os.environ['LOCAL_RANK']}")
-
     augmented = {name: getattr(args, name) for name, off in AUGMENTATION_OFF.items()
                  if getattr(args, name) not in (off, None) and not (name == "aa" and args.aa in ("", "none"))}
     if args.cache_features is None:
@@ -234,14 +156,19 @@ def parse_args(argv=None):
         if args.enable_deepspeed:
             parser.error("argument --cache_features: a probe on cached features is one small layer; "
                          "drop --enable_deepspeed")
-    mixes = not args.cache_features and (args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None)
-    if mixes and args.batch_size * args.num_sample % 2:
+    if mixes(args) and args.batch_size * args.num_sample % 2:
         parser.error(f"mixup/cutmix pair every clip with another: --batch_size {args.batch_size} x --num_sample "
                      f"{args.num_sample} must be even (or switch them off with --mixup 0 --cutmix 0)")
     if args.enable_deepspeed and args.model_ema:
         parser.error("argument --model_ema: not with --enable_deepspeed, whose weights are half precision (an "
                      "EMA of them rounds every update away) and whose fp32 weights are split over the processes")
     return args
+
+
+def mixes(args):
+    """Whether training mixes clips (mixup or cutmix); never with cached features, which parse_args keeps
+    free of augmentation."""
+    return not args.cache_features and (args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None)
 
 
 def main(args):
@@ -318,7 +245,7 @@ def run(args, env):
     scalar_logger = utils.start_records(args, env)
 
     mixup_fn, criterion = None, nn.CrossEntropyLoss(label_smoothing=args.smoothing)
-    if features is None and (args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None):
+    if mixes(args):
         mixup_fn = VideoMixup(Mixup(
             mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, cutmix_minmax=args.cutmix_minmax, prob=args.mixup_prob,
             switch_prob=args.mixup_switch_prob, mode=args.mixup_mode, label_smoothing=args.smoothing,

@@ -1,10 +1,9 @@
-"""Helpers shared by the entry points and engines: flags, precision, the start of a run, run records, metrics.
+"""Helpers shared by the entry points and engines: precision, the start of a run, run records, metric logging.
 
-Distributed setup and seeds live in dist_utils.py, the optimiser and schedules in
-optim_factory.py, what a run saves and restores in training_state.py, checkpoint file
-I/O in checkpoint.py.
+The command line lives in flags.py, distributed setup and seeds in dist_utils.py,
+the optimiser and schedules in optim_factory.py, what a run saves and restores in
+training_state.py, checkpoint file I/O in checkpoint.py.
 """
-import argparse
 import datetime
 import importlib.metadata
 import json
@@ -17,57 +16,6 @@ import time
 import torch
 
 import dist_utils
-
-# ---------------------------------------------------------------------------------
-# Flags
-# ---------------------------------------------------------------------------------
-
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-
-
-class BoolFlag(argparse.Action):
-    """A boolean flag that can be switched both ways: `--x`, `--no-x` (also `--no_x`), `--x true|false`.
-
-    `--x True` is how the published SIGMA/VideoMAE scripts pass booleans (they used
-    `type=bool`, which turns any non-empty string, "False" included, into True);
-    here the value is read properly. `--no_x` is VideoMAE's spelling of the negation.
-    """
-
-    def __init__(self, option_strings, dest, default=None, required=False, help=None):
-        self._negations = set()
-        strings = []
-        for option in option_strings:
-            strings.append(option)
-            if option.startswith("--"):
-                negations = ["--no-" + option[2:], "--no_" + option[2:]]
-                strings.extend(negations)
-                self._negations.update(negations)
-        if help is not None and default is not None:
-            help += f" (default: {'on' if default else 'off'})"
-        super().__init__(strings, dest, nargs="?", default=default, required=required, help=help,
-                         metavar="true|false")
-
-    def __call__(self, parser, namespace, value, option_string=None):
-        negated = option_string in self._negations
-        if value is None:
-            setattr(namespace, self.dest, not negated)
-            return
-        if negated:
-            parser.error(f"argument {option_string}: takes no value, got {value!r}")
-        if value.lower() not in _TRUE | _FALSE:
-            parser.error(f"argument {option_string}: expected true or false, got {value!r}")
-        setattr(namespace, self.dest, value.lower() in _TRUE)
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Shows a BoolFlag as `--x [true|false], --no-x` in --help instead of three value-taking options."""
-
-    def _format_action_invocation(self, action):
-        if isinstance(action, BoolFlag):
-            return f"{action.option_strings[0]} [true|false], {action.option_strings[1]}"
-        return super()._format_action_invocation(action)
-
 
 # ---------------------------------------------------------------------------------
 # Precision

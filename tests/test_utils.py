@@ -1,4 +1,4 @@
-"""Flags, schedules, parameter groups, distributed setup, precision, metrics and run records (utils.py & co)."""
+"""Schedules, parameter groups, distributed setup, precision, metrics and run records (utils.py & co)."""
 import argparse
 
 import numpy as np
@@ -8,45 +8,6 @@ import torch
 import dist_utils
 import utils
 from optim_factory import apply_schedules, cosine_scheduler, create_optimizer, param_groups
-
-
-# ---- BoolFlag -----------------------------------------------------------------------
-
-def _bool_parser():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--normlize_target", action=utils.BoolFlag, default=True)
-    parser.add_argument("--wandb", action=utils.BoolFlag, default=False)
-    return parser
-
-
-@pytest.mark.parametrize("argv, expected", [
-    ([], True),
-    (["--normlize_target"], True),
-    (["--no-normlize_target"], False),
-    (["--no_normlize_target"], False),
-    (["--normlize_target", "True"], True),    # how the published scripts pass it
-    (["--normlize_target", "False"], False),  # type=bool would have read this as True
-    (["--normlize_target=false"], False),
-    (["--normlize_target", "0"], False),
-])
-def test_bool_flag_both_ways(argv, expected):
-    assert _bool_parser().parse_args(argv).normlize_target is expected
-
-
-def test_bool_flag_default_off_switches_on():
-    assert _bool_parser().parse_args([]).wandb is False
-    assert _bool_parser().parse_args(["--wandb"]).wandb is True
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["--normlize_target", "maybe"], "argument --normlize_target: expected true or false, got 'maybe'"),
-    (["--no-normlize_target", "True"], "argument --no-normlize_target: takes no value"),
-])
-def test_bool_flag_rejects_bad_values(argv, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        _bool_parser().parse_args(argv)
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
 
 
 # ---- schedules ------------------------------------------------------------------------
