@@ -200,22 +200,16 @@ def run(args, env):
         train_set.clips = few_shot_subset(train_set.clips, args.examples)
     val_set = None if args.disable_eval_during_finetuning else build_dataset(False, False, args)[0]
     print(f"train: {train_set}\nval: {val_set}\ntest: {test_set}")
-
-    features = cache_features(classifier, train_set, val_set, test_set, args, env) if args.cache_features else None
-    if features is not None:
-        # Every rank trains the same probe on all features, a global batch per step: no
-        # gradient exchange, and the same steps and lr as the run on clips.
-        train_set = FeatureDataset(features["train"])
-        train_loader = DataLoader(train_set, batch_size=args.batch_size * env.world_size, drop_last=True,
-                                  sampler=RandomSampler(train_set, generator=torch.Generator()))
+    if args.cache_features:
+        data = CachedFeatures(classifier, train_set, val_set, test_set, args, env)
     else:
-        train_loader = training_loader(train_set, args, env)
-    steps_per_epoch = len(train_loader) // args.update_freq
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(train_set)} training videos are fewer than one step of --batch_size {args.batch_size} "
-                         f"x --update_freq {args.update_freq} on {env.world_size} process(es)")
-    args.num_training_steps_per_epoch = steps_per_epoch
+        data = Clips(train_set, val_set, test_set, args, env)
 
+    steps_per_epoch = len(data.train_loader) // args.update_freq
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(data.train_loader.dataset)} training videos are fewer than one step of --batch_size "
+                         f"{args.batch_size} x --update_freq {args.update_freq} on {env.world_size} process(es)")
+    args.num_training_steps_per_epoch = steps_per_epoch
     # The published rule: the lr scales with the videos per step, not with --num_sample.
     args.global_batch_size = args.batch_size * args.update_freq * env.world_size
     lr_schedule, wd_schedule = scaled_schedules(
@@ -223,18 +217,11 @@ def run(args, env):
                                f"{env.world_size} process(es)", unit="videos")
 
     optimizer = create_optimizer(args, classifier, device, layer_decay=args.layer_decay)
-    scaler, input_dtype, model_ema = utils.grad_scaler(args.precision, device), None, None
+    model_ema = None
     if args.model_ema:
         model_ema = ModelEmaV3(classifier, decay=args.model_ema_decay,
                                device=torch.device("cpu") if args.model_ema_force_cpu else None)
-    model = classifier
-    if args.enable_deepspeed:
-        model, optimizer, input_dtype = start_deepspeed(classifier, optimizer, args)
-        scaler = None
-    elif features is not None:
-        model = FeatureProbe(classifier)
-    elif env.world_size > 1:
-        model = DistributedDataParallel(classifier, broadcast_buffers=False)
+    model, optimizer, scaler, input_dtype = data.backend(classifier, optimizer, args, env)
     start_epoch, max_accuracy = resume(model, classifier, optimizer, scaler, model_ema, args, env)
 
     n_parameters = sum(p.numel() for p in classifier.parameters() if p.requires_grad)
@@ -251,21 +238,12 @@ def run(args, env):
             switch_prob=args.mixup_switch_prob, mode=args.mixup_mode, label_smoothing=args.smoothing,
             num_classes=args.nb_classes))
         criterion = SoftTargetCrossEntropy()  # the smoothing is in the mixed targets
-    if val_set is not None:
-        val_loader = eval_loader(FeatureDataset(features["val"]) if features else val_set, args, env,
-                                 args.dist_eval)
 
     start_time = time.time()
     for epoch in range(start_epoch, args.epochs):
-        # Everything random in an epoch derives from (seed, rank, epoch): data order,
-        # augmentations, mixing. A probe on cached features draws the same on every rank.
-        if features is not None:
-            dist_utils.seed_epoch(args.seed, 0, epoch, train_loader.sampler.generator)
-        else:
-            train_loader.sampler.set_epoch(epoch)
-            dist_utils.seed_epoch(args.seed, env.rank, epoch, train_loader.generator)
+        data.start_epoch(epoch)
         stats = train_one_epoch(
-            model, classifier, criterion, train_loader, optimizer, scaler, epoch=epoch, epochs=args.epochs,
+            model, classifier, criterion, data.train_loader, optimizer, scaler, epoch=epoch, epochs=args.epochs,
             start_step=epoch * steps_per_epoch, num_steps=steps_per_epoch, update_freq=args.update_freq,
             lr_schedule=lr_schedule, wd_schedule=wd_schedule, device=device, precision=args.precision,
             input_dtype=input_dtype, deepspeed=args.enable_deepspeed, mixup_fn=mixup_fn, model_ema=model_ema,
@@ -275,38 +253,115 @@ def run(args, env):
 
         is_best = False
         if val_set is not None:
-            val = evaluate(eval_forward(classifier, features), val_loader, device, args.precision, input_dtype)
+            val = evaluate(data.evaluated(classifier), data.val_loader, device, args.precision, input_dtype)
             is_best = val["acc1"] > max_accuracy
             max_accuracy = max(max_accuracy, val["acc1"])
             print(f"Accuracy of the network on the {val['videos']} val videos: top-1 {val['acc1']:.2f}%, "
                   f"top-5 {val['acc5']:.2f}%, loss {val['loss']:.4f}; best top-1 {max_accuracy:.2f}%")
             record.update({f"val_{k}": v for k, v in val.items()})
             if model_ema is not None:
-                ema = evaluate(eval_forward(model_ema.module, features), val_loader, device, args.precision)
+                ema = evaluate(data.evaluated(model_ema.module), data.val_loader, device, args.precision)
                 print(f"EMA weights: top-1 {ema['acc1']:.2f}%, top-5 {ema['acc5']:.2f}%")
                 record.update({f"val_ema_{k}": v for k, v in ema.items()})
             if scalar_logger is not None:
                 scalar_logger.log({"val/acc1": val["acc1"], "val/acc5": val["acc5"], "val/loss": val["loss"]},
                                   (epoch + 1) * steps_per_epoch)
-        # An epoch of a probe on cached features takes a second: it is cheaper to run again than to write
-        # the whole encoder every epoch, so it saves only the kept epochs.
         keep = (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs
-        if args.output_dir and args.save_ckpt and (keep or features is None):
+        if args.output_dir and args.save_ckpt and (keep or data.saves_every_epoch):
             save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, epoch, max_accuracy,
-                             is_best and features is None, keep)
+                             is_best and data.saves_every_epoch, keep)
         utils.log_epoch(record, args, env)
 
     print(f"training done: epochs {start_epoch}-{args.epochs - 1} in {(time.time() - start_time) / 60:.1f} min")
-    test_loader = eval_loader(FeatureDataset(features["test"]) if features else test_set, args, env, args.dist_eval)
-    scores = multi_view_test(eval_forward(classifier, features), test_loader, test_set, args, env, input_dtype)
+    scores = multi_view_test(data.evaluated(classifier), data.test_loader, test_set, args, env, input_dtype)
     utils.log_epoch({f"test_{k}": scores[k] for k in ("acc1", "acc5", "mean_class_acc1", "videos")}, args, env)
     if scalar_logger is not None:
         scalar_logger.close()
 
 
 # ---------------------------------------------------------------------------------
-# Data
+# Data: decoded clips, or the cached linear probe's features
 # ---------------------------------------------------------------------------------
+
+class Clips:
+    """Training and evaluation on decoded clips: fine-tuning, and linear probing with augmentation.
+
+    Each rank reads its share of the training videos; the classifier trains plainly, in
+    DDP over several processes, or inside DeepSpeed.
+    """
+    saves_every_epoch = True
+
+    def __init__(self, train_set, val_set, test_set, args, env):
+        self.seed, self.rank = args.seed, env.rank
+        self.train_loader = training_loader(train_set, args, env)
+        self.val_loader = None if val_set is None else eval_loader(val_set, args, env, args.dist_eval)
+        self.test_loader = eval_loader(test_set, args, env, args.dist_eval)
+
+    def backend(self, classifier, optimizer, args, env):
+        """(what trains, optimizer, loss scaler or None, DeepSpeed's input dtype or None)."""
+        if args.enable_deepspeed:
+            engine, optimizer, input_dtype = start_deepspeed(classifier, optimizer, args)
+            return engine, optimizer, None, input_dtype
+        scaler = utils.grad_scaler(args.precision, env.device)
+        if env.world_size > 1:
+            return DistributedDataParallel(classifier, broadcast_buffers=False), optimizer, scaler, None
+        return classifier, optimizer, scaler, None
+
+    def start_epoch(self, epoch):
+        # Everything random in an epoch derives from (seed, rank, epoch): data order, augmentations, mixing.
+        self.train_loader.sampler.set_epoch(epoch)
+        dist_utils.seed_epoch(self.seed, self.rank, epoch, self.train_loader.generator)
+
+    def evaluated(self, classifier):
+        """What evaluation runs, in eval mode."""
+        return classifier.eval()
+
+
+class CachedFeatures:
+    """The cached linear probe: the frozen encoder's pooled features of every clip, computed once on every
+    rank, and the classifier's top (fc_norm, head) trained on them.
+
+    Training videos are read as validation views (central clip, centre crop): without
+    augmentation every epoch would see the same clips anyway. Training videos that
+    cannot be decoded are left out. Every rank trains the same probe on all features,
+    a global batch per step: no gradient exchange, and the same steps and lr as the
+    run on clips.
+    """
+    # An epoch of a probe on cached features takes a second: it is cheaper to run again than to write the
+    # whole encoder every epoch, so it saves only the kept epochs, and no best checkpoint.
+    saves_every_epoch = False
+
+    def __init__(self, classifier, train_set, val_set, test_set, args, env):
+        self.seed = args.seed
+        classifier.eval()
+        features = {}
+        for name, dataset in (("train", eval_view_dataset(train_set.clips, args)), ("val", val_set),
+                              ("test", test_set)):
+            if dataset is None:
+                continue
+            start = time.time()
+            outputs = run_inference(lambda videos: pooled_tokens(classifier, videos), eval_loader(dataset, args, env),
+                                    env.device, args.precision)
+            features[name] = gather_outputs(outputs, env.device)
+            print(f"cached the encoder's pooled features of {len(dataset)} {name} clips in {time.time() - start:.0f} s")
+        decoded = features["train"]["num_bad"] == 0
+        train = FeatureDataset({key: value[decoded] for key, value in features["train"].items()})
+        self.train_loader = DataLoader(train, batch_size=args.batch_size * env.world_size, drop_last=True,
+                                       sampler=RandomSampler(train, generator=torch.Generator()))
+        self.val_loader = None if val_set is None else eval_loader(FeatureDataset(features["val"]), args, env,
+                                                                   args.dist_eval)
+        self.test_loader = eval_loader(FeatureDataset(features["test"]), args, env, args.dist_eval)
+
+    def backend(self, classifier, optimizer, args, env):
+        return FeatureProbe(classifier), optimizer, utils.grad_scaler(args.precision, env.device), None
+
+    def start_epoch(self, epoch):
+        # The same draws on every rank (rank 0's), as every rank trains the same probe.
+        dist_utils.seed_epoch(self.seed, 0, epoch, self.train_loader.sampler.generator)
+
+    def evaluated(self, classifier):
+        return FeatureProbe(classifier.eval())
+
 
 def few_shot_subset(clips, examples):
     """`examples` training videos: ceil(examples / classes) per class (all of a smaller class), drawn with the
@@ -321,28 +376,6 @@ def few_shot_subset(clips, examples):
         chosen.extend(members[rng.choice(len(members), min(per_class, len(members)), replace=False)].tolist())
     print(f"--examples {examples}: training on {len(chosen)} of {len(clips)} videos, up to {per_class} per class")
     return [clips[i] for i in sorted(chosen)]
-
-
-def cache_features(classifier, train_set, val_set, test_set, args, env):
-    """The frozen encoder's pooled features of every clip, computed once, on every rank.
-
-    Training videos are read as validation views (central clip, centre crop): without
-    augmentation every epoch would see the same clips anyway. Training videos that
-    cannot be decoded are left out. Returns {"train", "val", "test": gather_outputs dict}.
-    """
-    classifier.eval()
-    features = {}
-    for name, dataset in (("train", eval_view_dataset(train_set.clips, args)), ("val", val_set), ("test", test_set)):
-        if dataset is None:
-            continue
-        start = time.time()
-        loader = eval_loader(dataset, args, env)
-        outputs = run_inference(lambda videos: pooled_tokens(classifier, videos), loader, env.device, args.precision)
-        features[name] = gather_outputs(outputs, env.device)
-        print(f"cached the encoder's pooled features of {len(dataset)} {name} clips in {time.time() - start:.0f} s")
-    decoded = features["train"]["num_bad"] == 0
-    features["train"] = {key: value[decoded] for key, value in features["train"].items()}
-    return features
 
 
 # ---------------------------------------------------------------------------------
@@ -422,12 +455,6 @@ def save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env,
 # Evaluation
 # ---------------------------------------------------------------------------------
 
-def eval_forward(classifier, features):
-    """What evaluation runs, in eval mode: the classifier on clips, or its probe on cached features."""
-    classifier.eval()
-    return FeatureProbe(classifier) if features is not None else classifier
-
-
 def multi_view_test(forward, loader, test_set, args, env, input_dtype=None):
     """Classifies every view of every test video, prints the merged scores, saves the per-view logits."""
     start = time.time()
@@ -460,8 +487,7 @@ def evaluate_only(classifier, test_set, has_head, args, env):
             "Fine-tune or linear-probe it first (FINETUNE.md), then evaluate that run with its --output_dir or "
             f"--resume OUTPUT_DIR/{training_state.BEST_CHECKPOINT}")
     classifier.to(env.device)
-    multi_view_test(eval_forward(classifier, None), eval_loader(test_set, args, env, args.dist_eval), test_set,
-                    args, env)
+    multi_view_test(classifier.eval(), eval_loader(test_set, args, env, args.dist_eval), test_set, args, env)
 
 
 if __name__ == "__main__":
