@@ -66,19 +66,22 @@ def main(args):
 
 
 def evaluate(args, env):
+    """Prints and returns {k as used (capped at the bank size): dict(acc1, acc5, queries, bank)}."""
     args.precision = utils.resolve_precision(args.precision, env.device)
     print(utils.describe_run(args))
     encoder = build_encoder(args).to(env.device)
     bank = compute_features(encoder, split_clips(args, "train"), args, env)
     queries = compute_features(encoder, split_clips(args, "val"), args, env)
+    results = {}
     for k in args.nb_knn:
         scores = knn_classify(bank["features"], bank["labels"], queries["features"], args.nb_classes, k,
                               args.temperature)
         correct = topk_correct(scores, queries["labels"])
-        n = len(queries["labels"])
-        print(f"k-NN (k={min(k, len(bank['labels']))}, T={args.temperature}) of {n} val videos against "
-              f"{len(bank['labels'])} train videos: top-1 {100 * correct[1] / n:.2f}%, "
-              f"top-5 {100 * correct[5] / n:.2f}%")
+        n, k = len(queries["labels"]), min(k, len(bank["labels"]))
+        results[k] = dict(acc1=100 * correct[1] / n, acc5=100 * correct[5] / n, queries=n, bank=len(bank["labels"]))
+        print(f"k-NN (k={k}, T={args.temperature}) of {n} val videos against {len(bank['labels'])} train videos: "
+              f"top-1 {results[k]['acc1']:.2f}%, top-5 {results[k]['acc5']:.2f}%")
+    return results
 
 
 if __name__ == "__main__":

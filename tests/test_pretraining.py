@@ -5,7 +5,6 @@ import re
 import shlex
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
@@ -67,7 +66,6 @@ def test_pretraining_run_for_each_target(synthetic_videos, tmp_path, dino_teache
     (record,) = epoch_log(out)
     assert record["epoch"] == 0 and 0 < record["train_loss"] < 100
     assert sorted(step_losses(stdout)) == [(0, 1), (0, 2)]
-    assert "git: " in stdout and "  target_type: " + target_type in stdout
 
     checkpoint = load_checkpoint(out / "checkpoint-0.pth")
     assert {"model", "optimizer", "epoch", "scaler", "args", "step"} <= checkpoint.keys()
@@ -81,7 +79,8 @@ def test_pretraining_run_for_each_target(synthetic_videos, tmp_path, dino_teache
     assert args.global_batch_size == 2 and args.lr == pytest.approx(1.5e-4 * 2 / 256)
     assert args.min_lr == pytest.approx(1e-5 * 2 / 256) and args.window_size == (2, 2, 2)
     with open(out / "args.json") as f:
-        assert json.load(f)["lr"] == pytest.approx(args.lr)
+        saved_args = json.load(f)
+    assert saved_args["lr"] == pytest.approx(args.lr) and saved_args["target_type"] == target_type
     # The collapse diagnostics of METHOD.md: the encoder's feature geometry for every target,
     # the assignment statistics of both sides for SWAV.
     assert 1 <= record["train_encoder_rank"] <= 192 and -1 <= record["train_encoder_cosine"] <= 1
@@ -141,7 +140,6 @@ def test_stop_and_resume_gives_the_uninterrupted_losses(synthetic_videos, tmp_pa
     capsys.readouterr()
     pretrain(synthetic_videos, tmp_path / "split", *flags)
     resumed = capsys.readouterr().out
-    assert "resumed from " + str(tmp_path / "split" / "checkpoint-latest.pth") + " (epoch 0 done)" in resumed
 
     resumed_losses = step_losses(resumed)
     assert sorted(resumed_losses) == [(1, 1), (1, 2)]
@@ -197,20 +195,22 @@ def test_frozen_parameters_stay_put_for_their_steps(synthetic_videos, tmp_path, 
     assert not any(torch.equal(after[key], trained[key]) for key in after if key.startswith(frozen))
 
 
-def test_truncated_checkpoint_is_never_resumed_from(synthetic_videos, tmp_path, capsys):
+def test_truncated_checkpoint_is_never_resumed_from(synthetic_videos, tmp_path):
     flags = ["--epochs", "2", "--save_ckpt_freq", "1", "--steps_per_epoch", "1"]
     out = pretrain(synthetic_videos, tmp_path / "run", *flags)
     for name in ("checkpoint-latest.pth", "checkpoint-1.pth"):  # both hold epoch 1
         path = out / name
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
-    capsys.readouterr()
 
     pretrain(synthetic_videos, out, *flags)
-    stdout = capsys.readouterr().out
-    assert f"not resuming from {out / 'checkpoint-latest.pth'}" in stdout
-    assert f"not resuming from {out / 'checkpoint-1.pth'}" in stdout
-    assert f"resumed from {out / 'checkpoint-0.pth'} (epoch 0 done)" in stdout
+    # Resumed from checkpoint-0.pth, the newest complete one: epoch 1 trained again.
+    assert [r["epoch"] for r in epoch_log(out)] == [0, 1, 1]
     assert load_checkpoint(out / "checkpoint-latest.pth")["epoch"] == 1  # rewritten whole
+
+
+def adamw_steps(checkpoint):
+    """The step counts of a checkpoint's AdamW moments, one per parameter."""
+    return {int(state["step"]) for state in checkpoint["optimizer"]["state"].values()}
 
 
 def test_resume_from_another_run_takes_its_architecture(synthetic_videos, tmp_path, capsys):
@@ -219,30 +219,25 @@ def test_resume_from_another_run_takes_its_architecture(synthetic_videos, tmp_pa
     capsys.readouterr()
     out = pretrain(synthetic_videos, tmp_path / "continued", "--epochs", "2", "--num_prototypes", "32",
                    "--steps_per_epoch", "1", "--resume", str(source / "checkpoint-0.pth"))
-    stdout = capsys.readouterr().out
-    assert f"settings of {source / 'checkpoint-0.pth'}:\n" in stdout and "  num_prototypes: 12\n" in stdout
-    assert "using the checkpoint's --num_prototypes 12 instead of 32" in stdout
-    assert f"optimizer state of {source / 'checkpoint-0.pth'} loaded (matched by parameter name)" in stdout
-    assert f"resumed from {source / 'checkpoint-0.pth'} (epoch 0 done); continuing at epoch 1" in stdout
+    # The one message a user needs when a flag is overruled, pinned on purpose.
+    assert "using the checkpoint's --num_prototypes 12 instead of 32" in capsys.readouterr().out
     assert [r["epoch"] for r in epoch_log(out)] == [1]
-    assert load_checkpoint(out / "checkpoint-1.pth")["model"]["prototypes"].shape == (12, 256)
+    continued = load_checkpoint(out / "checkpoint-1.pth")
+    assert continued["model"]["prototypes"].shape == (12, 256) and continued["args"].num_prototypes == 12
+    assert adamw_steps(continued) == {2}  # the source's moments (1 step) were loaded and stepped once more
 
 
-def test_continuing_from_a_checkpoint_whose_optimizer_does_not_fit_starts_fresh_moments(
-        synthetic_videos, tmp_path, capsys):
+def test_continuing_from_a_checkpoint_whose_optimizer_does_not_fit_starts_fresh_moments(synthetic_videos, tmp_path):
     source = pretrain(synthetic_videos, tmp_path / "source", "--epochs", "1", "--steps_per_epoch", "1")
     checkpoint = load_checkpoint(source / "checkpoint-0.pth")
     groups = checkpoint["optimizer"]["param_groups"]
     checkpoint["optimizer"]["param_groups"] = [dict(groups[0], params=groups[0]["params"] + groups[1]["params"])]
     torch.save(checkpoint, tmp_path / "one_group.pth")
-    capsys.readouterr()
     out = pretrain(synthetic_videos, tmp_path / "continued", "--epochs", "2", "--steps_per_epoch", "1",
                    "--resume", str(tmp_path / "one_group.pth"))
-    stdout = capsys.readouterr().out
-    assert (f"WARNING: {tmp_path / 'one_group.pth'}: optimizer state not loaded (the saved optimizer has "
-            "parameter groups of sizes") in stdout
-    assert "continuing with fresh AdamW moments" in stdout
     assert [r["epoch"] for r in epoch_log(out)] == [1]
+    continued = load_checkpoint(out / "checkpoint-1.pth")
+    assert adamw_steps(continued) == {1}  # fresh moments: one step of this run
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(synthetic_videos, tmp_path):
@@ -327,7 +322,8 @@ def test_two_process_run_and_a_nan_on_one_rank_stops_both(synthetic_videos, tmp_
     returncode, output, _ = torchrun([launcher, *flags])
 
     assert returncode != 0, output
-    assert "global batch 4 = 2 per process x 1 per video x 2 process(es)" in output
+    with open(out / "args.json") as f:
+        assert json.load(f)["global_batch_size"] == 4  # 2 per process x 1 per video x 2 processes
     assert output.count("Epoch [0/3] [2/2]") == 1  # printed by rank 0 only
     for rank in (0, 1):
         assert f"[rank {rank}] pretraining stopped: FloatingPointError: the loss is nan at epoch 1" in output
