@@ -16,6 +16,7 @@ import training_state
 from checkpoint import load_checkpoint
 from modeling_finetune import create_model
 from optim_factory import param_groups
+from test_pretraining import epoch_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny classifier on tiny clips: 4 frames of 32 x 32, a 2 x 2 x 2 token grid; 4 synthetic classes.
@@ -52,11 +53,6 @@ def finetune(videos, output_dir, *flags):
     args = run.parse_args(["--data_path", str(videos), *TINY, "--output_dir", str(output_dir), *flags])
     run.main(args)
     return args
-
-
-def epoch_log(output_dir):
-    with open(os.path.join(output_dir, "log.txt")) as f:
-        return [json.loads(line) for line in f]
 
 
 def encoder_weights(pretraining_checkpoint):
