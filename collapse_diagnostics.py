@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 
 
-
 def assignment_stats(side, scores, targets_q):
     """How one side of the SWAV loss predicts its hard targets; all sync-free 0-dim tensors.
 

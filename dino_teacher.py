@@ -48,7 +48,6 @@ def dino_teacher_spec(target_type, distillation_teacher):
     return DINO_TEACHERS[key]
 
 
-
 def build_dino_teacher(spec, target_type, distillation_teacher, weights_path, img_size):
     """A timm ViT with the DINO weights from `weights_path`, frozen and in eval mode."""
     import timm

@@ -99,6 +99,7 @@ POSITIVE_FLOAT = checked(float, lambda v: v > 0, "be positive")
 NON_NEGATIVE_FLOAT = checked(float, lambda v: v >= 0, "not be negative")
 FRACTION = checked(float, lambda v: 0 <= v <= 1, "be in [0, 1]")
 
+
 def parent_parser(name, description, lists, models, training=False, data_sets=None):
     """The parser an entry point starts from, with the flags the entry points share.
 

@@ -106,8 +106,6 @@ def test_nothing_to_resume(tmp_path):
     assert training_state.find_latest("") == (None, None)
 
 
-
-
 # ---- continuing from a checkpoint of other code (the published layout) ---------------------------
 
 def rebuilt(checkpoint):
