@@ -70,7 +70,7 @@ DATASET_NUM_CLASSES = {
 CUSTOM_DATASET = "custom"
 SEGMENT_SAMPLED_DATASETS = {"SSV2"}
 # Data sets whose labels depend on the direction of motion are not flipped by default
-# (a custom list may well be one: the synthetic data of the tests and the demo is).
+# (a custom list may well be one).
 NOT_FLIPPED_DATASETS = {"SSV2", CUSTOM_DATASET}
 
 

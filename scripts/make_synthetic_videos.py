@@ -1,24 +1,23 @@
-"""Write a small, seeded video dataset whose classes can only be told apart by motion.
+"""Write a small, seeded video dataset whose classes are kinds of objects doing kinds of motion.
 
-Each video shows one or two textured objects over a cluttered background that
-drifts on its own. The class is the motion of the objects: which way they
-translate, which way they spin, or whether they grow or shrink. Everything else
-is drawn at random per video (textures, colours, shapes, positions, speeds,
-background and its drift), and it is drawn so that one frame carries no label
-information:
+Each video shows two objects of one kind over a cluttered background that drifts on
+its own; the class is the objects' kind together with what they do. A kind is a
+shape with a texture (striped ellipses, checkered squares, dotted blobs, ringed
+triangles); the motion is sliding (a straight path, fixed orientation) or spinning
+(in place). 4 kinds x 2 motions = 8 classes, so no single cue names the class: a
+frame shows the kind but not the motion, and the motion alone leaves four kinds.
+It is what a masked video model has to learn to fill in masked tubes: what the
+objects look like and where they go.
 
-- the canvas is a torus (objects and background wrap around the borders), so
-  every position is equally likely in every class;
-- objects of the non-scaling classes get the same size distribution that a
-  growing or shrinking object sweeps through;
-- the classes come in pairs that are each other played backwards (left/right,
-  clockwise/counter-clockwise, grow/shrink, ...), so even the distribution of
-  single frames of a pair is identical: only the direction of time tells them
-  apart, as in Something-Something V2.
+Everything else is drawn at random per video and per object, from the same
+distributions in every class: colours, sizes, positions, orientations, texture
+scales, directions of sliding, senses of spinning, speeds, the background and its
+drift. The canvas is a torus (objects and background wrap around the borders), so
+every position is equally likely in every class.
 
 Output (VideoMAE clip lists, paths relative to OUT)::
 
-    OUT/train.csv  OUT/val.csv  OUT/test.csv   lines "train/move_left/0000.mp4 0"
+    OUT/train.csv  OUT/val.csv  OUT/test.csv   lines "train/striped_ellipse_slides/0000.mp4 0"
     OUT/{train,val,test}/{class}/{index}.mp4   H.264 (libx264, yuv420p) mp4 files
     OUT/meta.json                              classes and the settings used
 
@@ -28,9 +27,9 @@ Usage::
     python scripts/make_synthetic_videos.py --out data/bench --height 320 --width 568 \
         --num_classes 2 --videos_per_class 8 --val_per_class 0 --test_per_class 0 --frames 96
 
-The same --seed gives the same files on the same machine (the encoder runs
-single-threaded so that its output does not depend on the number of cores);
-videos are drawn from their own seeds, so the worker count does not matter either.
+The same --seed writes the same bytes, whatever the number of workers: every video
+has its own random generator, and the encoder runs on one thread at a constant
+quantiser (x264's rate control gave different bytes from run to run).
 """
 import argparse
 import json
@@ -38,49 +37,43 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import decord
 import numpy as np
 
-# The classes, in pairs that are each other's time reversal. --num_classes N
-# takes the first N, so small sets still mix translation with rotation.
-CLASSES = (
-    "move_left", "move_right",
-    "rotate_clockwise", "rotate_counterclockwise",
-    "grow", "shrink",
-    "move_up", "move_down",
-    "move_up_left", "move_down_right",
-    "move_up_right", "move_down_left",
-)
-DIAGONAL = np.sqrt(0.5)
-# Per class: translation direction (dx, dy) in image coordinates (y points down),
-# spin sign (+1 = clockwise on screen) and growth sign.
-MOTIONS = {
-    "move_left": ((-1.0, 0.0), 0, 0), "move_right": ((1.0, 0.0), 0, 0),
-    "rotate_clockwise": ((0.0, 0.0), 1, 0), "rotate_counterclockwise": ((0.0, 0.0), -1, 0),
-    "grow": ((0.0, 0.0), 0, 1), "shrink": ((0.0, 0.0), 0, -1),
-    "move_up": ((0.0, -1.0), 0, 0), "move_down": ((0.0, 1.0), 0, 0),
-    "move_up_left": ((-DIAGONAL, -DIAGONAL), 0, 0), "move_down_right": ((DIAGONAL, DIAGONAL), 0, 0),
-    "move_up_right": ((DIAGONAL, -DIAGONAL), 0, 0), "move_down_left": ((-DIAGONAL, DIAGONAL), 0, 0),
-}
+# Object kinds: a shape and a texture, both drawn in object coordinates so that they
+# turn with the object. Textures are functions of (u, v), in object radii; the rings
+# are centred off the object's centre so that a spinning ringed triangle visibly turns.
+KINDS = ("striped_ellipse", "checkered_square", "dotted_blob", "ringed_triangle")
+MOTIONS = ("slides", "spins")
+# Motion varies fastest, so --num_classes N (the first N) mixes kinds and motions.
+CLASSES = tuple(f"{kind}_{motion}" for kind in KINDS for motion in MOTIONS)
 SPLITS = ("train", "val", "test")
 
 # Ranges of the per-video random draws. Lengths are fractions of the short side S
 # of the frame, so that a 320x568 video looks like a scaled-up 112x112 one.
-# Speeds are chosen so that the motion survives the usual down-sampling: at
-# S=112 an object moves 1.3-2.5 px per frame, i.e. 3-6 px between the temporal
-# tokens of a 64 px, stride-2, tubelet-2 clip.
-OBJECTS_PER_VIDEO = (1, 2)
-OBJECT_RADIUS = (0.12, 0.18)   # x S, at the middle of the clip
-SPEED = (0.012, 0.022)         # x S per frame
-SPIN = (3.0, 6.0)              # degrees per frame
-GROWTH = (0.016, 0.024)        # change of log-size per frame
-MAX_GROWTH = 1.75              # size stays within [1/1.75, 1.75] x its mid-clip size
+# At S=112 a sliding object moves 1.3-2.5 px per frame and the rim of a spinning one
+# 0.8-2 px, i.e. 5-10 and 3-8 px between the two frames of a tubelet of a clip
+# sampled at stride 4.
+OBJECTS_PER_VIDEO = 2
+OBJECT_RADIUS = (0.12, 0.18)   # x S
+TEXTURE_FREQUENCY = (1.2, 1.8)  # texture cycles per object radius
+SPEED = (0.012, 0.022)         # x S per frame, sliding objects
+SPIN = (3.0, 6.0)              # degrees per frame, spinning objects
 BACKGROUND_SPEED = (0.0, 0.009)  # x S per frame, direction uniform
 BACKGROUND_CONTRAST = (0.15, 0.45)
 OBJECT_CONTRAST = 0.5          # least RGB distance between an object's two colours
+
+
+def class_of(name):
+    """(kind, motion) of a class name such as 'dotted_blob_spins'."""
+    kind, motion = name.rsplit("_", 1)
+    if kind not in KINDS or motion not in MOTIONS:
+        raise ValueError(f"unknown class {name!r}; classes are {', '.join(CLASSES)}")
+    return kind, motion
 
 
 def _background(rng, num_frames, height, width):
@@ -122,54 +115,70 @@ def _object_colours(rng):
 
 
 def _trajectory(motion, num_frames, short, rng):
-    """Displacement from the mid-clip position (x, y), orientation and radius of one
-    object per frame: four float64 (T,) arrays, lengths in pixels."""
-    (dx, dy), spin, growth = motion
+    """Displacement from the mid-clip position (x, y) and orientation of one object per
+    frame: three float64 (T,) arrays, lengths in pixels."""
     t = np.arange(num_frames) - (num_frames - 1) / 2  # time from mid-clip
-    # Growing/shrinking objects change size exponentially; the others get a fixed
-    # size drawn from the range that a growing object sweeps through.
-    rate = rng.uniform(*GROWTH)
-    if num_frames > 1:
-        rate = min(rate, np.log(MAX_GROWTH) / t[-1])
-    log_radius = np.log(rng.uniform(*OBJECT_RADIUS) * short)
-    if growth:
-        log_radius = log_radius + growth * rate * t
-    else:
-        log_radius = np.full(num_frames, log_radius + rate * rng.uniform(t[0], t[-1]))
-    angle = rng.uniform(0, 2 * np.pi) + spin * np.deg2rad(rng.uniform(*SPIN)) * t
-    speed = rng.uniform(*SPEED) * short
-    return dx * speed * t, dy * speed * t, angle, np.exp(log_radius)
+    angle = np.full(num_frames, rng.uniform(0, 2 * np.pi))
+    if motion == "slides":
+        speed = rng.uniform(*SPEED) * short
+        heading = rng.uniform(0, 2 * np.pi)
+        return np.cos(heading) * speed * t, np.sin(heading) * speed * t, angle
+    sense = rng.choice((-1.0, 1.0))
+    angle = angle + sense * np.deg2rad(rng.uniform(*SPIN)) * t
+    return np.zeros(num_frames), np.zeros(num_frames), angle
 
 
-def _paint_object(frames, motion, rng):
-    """Alpha-blend one moving, textured object into frames float32 (T, H, W, 3), in place.
+# How far each shape reaches from its centre, in radii (the box it is drawn in).
+SHAPE_REACH = 1.3
+
+
+def _outline(kind, u, v, rng):
+    """q(u, v) of the kind's shape, q < 1 inside and 1 on the outline (u, v in radii).
+    The shapes cover similar areas (about 2-3 squared radii) and reach at most
+    SHAPE_REACH radii."""
+    if kind == "striped_ellipse":
+        return np.sqrt(u ** 2 + (v / rng.uniform(0.55, 0.8)) ** 2)
+    if kind == "checkered_square":  # half side 0.8
+        return np.maximum(np.abs(u), np.abs(v)) / 0.8
+    if kind == "dotted_blob":
+        lobes, depth, phase = rng.integers(3, 6), rng.uniform(0.15, 0.3), rng.uniform(0, 2 * np.pi)
+        return np.sqrt(u ** 2 + v ** 2) / (1 + depth * np.cos(lobes * np.arctan2(v, u) + phase))
+    # An equilateral triangle with its edges 0.6 from the centre (corners at 1.2).
+    normals = np.deg2rad([90.0, 210.0, 330.0])
+    return np.maximum.reduce([u * np.cos(a) + v * np.sin(a) for a in normals]) / 0.6
+
+
+def _texture(kind, u, v, rng):
+    """The kind's texture at (u, v): a field whose sign picks one of the two colours."""
+    frequency = 2 * np.pi * rng.uniform(*TEXTURE_FREQUENCY)
+    if kind == "striped_ellipse":
+        return np.cos(frequency * u)
+    if kind == "checkered_square":
+        return np.cos(frequency * u) * np.cos(frequency * v) * 4
+    if kind == "dotted_blob":
+        return np.cos(frequency * u) + np.cos(frequency * v) - 1
+    centre = rng.uniform(-0.35, 0.35, 2)
+    return np.cos(frequency * np.hypot(u - centre[0], v - centre[1]))
+
+
+def _paint_object(frames, kind, motion, rng):
+    """Alpha-blend one textured object of `kind` doing `motion` into frames float32
+    (T, H, W, 3), in place.
 
     The object is drawn in a box that follows its centre, so the cost does not
     grow with the frame size; box pixels wrap around the borders.
     """
     assert frames.flags.c_contiguous, "frames is written through a flat view"
     num_frames, height, width, _ = frames.shape
-    centre_x, centre_y, angle, radius = _trajectory(motion, num_frames, min(height, width), rng)
+    short = min(height, width)
+    centre_x, centre_y, angle = _trajectory(motion, num_frames, short, rng)
     centre_x = centre_x + rng.uniform(0, width)  # uniform position on the torus
     centre_y = centre_y + rng.uniform(0, height)
-
-    # Shape: an implicit function q(u, v) of object coordinates, q = 1 on the outline;
-    # extent is how many radii the shape reaches from its centre.
-    shape = rng.integers(3)
-    aspect = rng.uniform(0.5, 0.85)
-    lobes, lobe_depth, lobe_phase = rng.integers(3, 6), rng.uniform(0.15, 0.3), rng.uniform(0, 2 * np.pi)
-    extent = (1.0, np.hypot(1.0, aspect), 1 + lobe_depth)[shape]
-    # Texture: gratings in object coordinates, so the texture turns and scales with
-    # the object and rotation shows inside it, not only at its outline.
-    frequency = rng.uniform(0.6, 1.6, 3)  # cycles per radius
-    direction = rng.uniform(0, 2 * np.pi, 3)
-    grating_u = (2 * np.pi * frequency * np.cos(direction)).astype(np.float32)
-    grating_v = (2 * np.pi * frequency * np.sin(direction)).astype(np.float32)
-    grating_phase = rng.uniform(0, 2 * np.pi, 3).astype(np.float32)
+    radius = np.float32(rng.uniform(*OBJECT_RADIUS) * short)
     colours = _object_colours(rng)
 
     # The box must stay narrower than the frame, so that no pixel appears in it twice.
-    half = min(int(np.ceil(extent * radius.max())) + 2, (min(height, width) - 1) // 2)
+    half = min(int(np.ceil(SHAPE_REACH * radius)) + 2, (short - 1) // 2)
     offsets = np.arange(-half, half + 1)
     top, left = np.floor(centre_y), np.floor(centre_x)
     rows = (top.astype(int)[:, None] + offsets) % height  # (T, B)
@@ -179,20 +188,13 @@ def _paint_object(frames, motion, rng):
     rx = (offsets - (centre_x - left)[:, None]).astype(np.float32)[:, None, :]
     cos = np.cos(angle).astype(np.float32)[:, None, None]
     sin = np.sin(angle).astype(np.float32)[:, None, None]
-    r = radius.astype(np.float32)[:, None, None]
-    u = (cos * rx + sin * ry) / r  # rotated by -angle, in radii: (T, B, B)
-    v = (cos * ry - sin * rx) / r
+    u = (cos * rx + sin * ry) / radius  # rotated by -angle, in radii: (T, B, B)
+    v = (cos * ry - sin * rx) / radius
 
-    if shape == 0:    # ellipse
-        q = np.sqrt(u ** 2 + (v / aspect) ** 2)
-    elif shape == 1:  # rectangle
-        q = np.maximum(np.abs(u), np.abs(v) / aspect)
-    else:             # lobed blob
-        q = np.sqrt(u ** 2 + v ** 2) / (1 + lobe_depth * np.cos(lobes * np.arctan2(v, u) + lobe_phase))
+    q = _outline(kind, u, v, rng)
     # (1 - q) * radius is about the distance to the outline in pixels: a 1-px soft edge.
-    alpha = np.clip((1 - q) * r + 0.5, 0, 1)[..., None]
-    texture = sum(np.cos(u * gu + v * gv + p) for gu, gv, p in zip(grating_u, grating_v, grating_phase))
-    mix = (0.5 + 0.5 * np.tanh(1.5 * texture))[..., None]
+    alpha = np.clip((1 - q) * radius + 0.5, 0, 1)[..., None]
+    mix = (0.5 + 0.5 * np.tanh(3 * _texture(kind, u, v, rng)))[..., None]
     paint = colours[0] + (colours[1] - colours[0]) * mix  # (T, B, B, 3)
 
     # Gather the box (wrapping around the borders), blend, scatter back.
@@ -205,23 +207,33 @@ def _paint_object(frames, motion, rng):
 
 def render_video(class_name, num_frames, height, width, rng):
     """One video of the given class as uint8 (T, H, W, 3) RGB frames."""
+    kind, motion = class_of(class_name)
     frames = _background(rng, num_frames, height, width)
-    for _ in range(rng.integers(OBJECTS_PER_VIDEO[0], OBJECTS_PER_VIDEO[1] + 1)):
-        _paint_object(frames, MOTIONS[class_name], rng)
+    for _ in range(OBJECTS_PER_VIDEO):
+        _paint_object(frames, kind, motion, rng)
     return np.round(frames * 255).astype(np.uint8)
 
 
+# A constant quantiser, not x264's rate control (crf): its lookahead gave other bytes
+# on every run, even on one thread. QP 18 looks like crf 18 on these videos.
+X264_OPTIONS = {"qp": "18", "preset": "veryfast"}
+
+
 def write_mp4(path, frames, fps):
-    """Encode uint8 (T, H, W, 3) RGB frames as H.264 yuv420p mp4 (H and W even)."""
+    """Encode uint8 (T, H, W, 3) RGB frames as H.264 yuv420p mp4 (H and W even), byte for
+    byte the same for the same frames."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps, options={"crf": "18", "preset": "veryfast"})
+    # bitexact: no creation time or library version in the container.
+    with av.open(str(path), "w", format="mp4", options={"fflags": "+bitexact"}) as container:
+        stream = container.add_stream("libx264", rate=fps, options=X264_OPTIONS)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         # One encoder thread: x264's output depends on its thread count, and the
         # dataset must not depend on the machine. Parallelism comes from workers.
         stream.codec_context.thread_count = 1
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        for index, frame in enumerate(frames):
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            video_frame.pts, video_frame.time_base = index, Fraction(1, fps)
+            container.mux(stream.encode(video_frame))
         container.mux(stream.encode())
 
 
@@ -284,9 +296,10 @@ def make_dataset(out, num_classes=8, videos_per_class=40, val_per_class=10, test
         (out / f"{split}.csv").write_text("".join(lines))
     meta = dict(
         classes=list(classes), num_frames=num_frames, height=height, width=width, fps=fps, seed=seed,
-        videos_per_class=counts, codec="libx264 yuv420p crf 18",
-        objects_per_video=OBJECTS_PER_VIDEO, object_radius=OBJECT_RADIUS, speed=SPEED,
-        spin_degrees=SPIN, growth=GROWTH, max_growth=MAX_GROWTH, background_speed=BACKGROUND_SPEED,
+        videos_per_class=counts, codec=f"libx264 yuv420p qp {X264_OPTIONS['qp']}",
+        kinds=list(KINDS), motions=list(MOTIONS), objects_per_video=OBJECTS_PER_VIDEO,
+        object_radius=OBJECT_RADIUS, texture_frequency=TEXTURE_FREQUENCY, speed=SPEED, spin_degrees=SPIN,
+        background_speed=BACKGROUND_SPEED,
         units="radius, speed and background_speed are fractions of min(height, width); speeds per frame",
     )
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
