@@ -1,27 +1,39 @@
-"""The demo's last step: linear probes of three encoders on the same videos, side by side.
+"""The demo's last step: the same evaluations of three encoders on the same videos, side by side.
 
     python scripts/demo_linear_probe.py --data demo_output/data \\
         --sigma demo_output/pretrain_sigma_mlp --videomae demo_output/pretrain_videomae_pixel \\
         --output_dir demo_output/probes
 
-Probes, with identical settings, the encoder of
-  - SIGMA: the newest checkpoint of the run in --sigma,
+Evaluates, with identical settings, the encoder of
   - a random initialisation of the same architecture (the floor any pretraining must beat),
+  - SIGMA: the newest checkpoint of the run in --sigma,
   - VideoMAE: the newest checkpoint of a pixel-target run (--videomae), same budget,
-and prints their top-1 accuracies on the test list. Each probe is one command of
-run_class_finetuning.py --linear_probing on cached features, printed before it runs,
-the same command FINETUNE.md documents ("Linear probing on your own clip lists"). The
-architecture and clip settings (--model, --input_size, --num_frames, --sampling_rate)
-come from the SIGMA run's args.json; the VideoMAE run must match them.
+twice each:
+  - linear probe: run_class_finetuning.py --linear_probing on cached features (fc_norm and
+    head on the frozen encoder's mean-pooled tokens), trained on train.csv, top-1 on
+    test.csv; the command is the one FINETUNE.md documents ("Linear probing on your own
+    clip lists");
+  - k-NN: eval_knn.py, train.csv as the bank and val.csv as the queries.
+Prints a table beside chance (the test and validation lists are balanced, so chance is
+also what always answering the most frequent class gets) and writes it to
+OUTPUT_DIR/results.json. The architecture and clip settings (--model, --input_size,
+--num_frames, --sampling_rate) come from the SIGMA run's args.json; the VideoMAE run
+must match them.
 """
 import argparse
 import json
 import os
-import shlex
+import re
 import subprocess
 import sys
+import time
+from collections import Counter
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from datasets import read_clip_list  # noqa: E402  (needs REPO on sys.path)
+
 # The probe: fc_norm + head on the frozen encoder's pooled features, computed once per clip,
 # with the published probe's optimiser and an lr near its per-step value (3e-3). Only the
 # test is reported, so the per-epoch validation is skipped.
@@ -29,6 +41,10 @@ PROBE_FLAGS = ["--linear_probing", "--mixup", "0", "--cutmix", "0", "--aa", "non
                "--batch_size", "32", "--lr", "0.02", "--epochs", "50", "--warmup_epochs", "5",
                "--disable_eval_during_finetuning", "--test_num_segment", "2", "--test_num_crop", "1",
                "--print_freq", "1000", "--save_ckpt_freq", "1000"]
+# k-NN: DINO's weighted vote; k is small because the demo's bank holds a few hundred videos.
+KNN_K = 20
+KNN_RESULT = re.compile(r"k-NN \(k=\d+, T=[\d.]+\) of (\d+) val videos .*?top-1 ([\d.]+)%")
+ENCODERS = (("random_init", "random init"), ("sigma", "SIGMA"), ("videomae", "VideoMAE"))
 
 
 def get_args_parser():
@@ -37,9 +53,10 @@ def get_args_parser():
                         help="directory of train.csv, val.csv, test.csv (paths relative to it, labels from 0)")
     parser.add_argument("--sigma", required=True, help="output directory of the SIGMA pretraining run")
     parser.add_argument("--videomae", required=True, help="output directory of the pixel-target (VideoMAE) run")
-    parser.add_argument("--output_dir", required=True, help="where the three probe runs write their outputs")
+    parser.add_argument("--output_dir", required=True, help="where the evaluation runs write their outputs")
     parser.add_argument("--num_workers", type=int, default=2, help="data loader processes")
-    parser.add_argument("--python", default=sys.executable, help="interpreter that runs the probes")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the random encoder and the probes")
+    parser.add_argument("--python", default=sys.executable, help="interpreter that runs the evaluations")
     return parser
 
 
@@ -56,33 +73,48 @@ def run_settings(run_dir):
             str(saved["sampling_rate"])]
 
 
-def count_classes(data):
-    """Classes of a data directory: from the synthetic set's meta.json, else 1 + the largest train label."""
-    meta = os.path.join(data, "meta.json")
-    if os.path.isfile(meta):
-        with open(meta) as f:
-            return len(json.load(f)["classes"])
-    sys.path.insert(0, REPO)
-    from datasets import read_clip_list
-
-    return 1 + max(label for _, label in read_clip_list(os.path.join(data, "train.csv")))
+def class_balance(data, split):
+    """(number of classes in train.csv, share of the most frequent class of `split`)."""
+    train_labels = [label for _, label in read_clip_list(os.path.join(data, "train.csv"))]
+    labels = [label for _, label in read_clip_list(os.path.join(data, f"{split}.csv"))]
+    return 1 + max(train_labels), max(Counter(labels).values()) / len(labels)
 
 
-def probe(name, checkpoint, settings, args):
-    """Runs one linear probe; returns its test top-1 (in %) from the run's log.txt."""
+def run_logged(command, log_path):
+    with open(log_path, "w") as log:
+        log.write(" ".join(command) + "\n")
+        log.flush()
+        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
+
+
+def linear_probe(name, checkpoint, settings, num_classes, args):
+    """Test top-1 (%) of a linear probe on the encoder, read from the run's log.txt."""
     output_dir = os.path.join(args.output_dir, name)
-    num_classes = count_classes(args.data)
     command = [args.python, os.path.join(REPO, "run_class_finetuning.py"), "--data_set", "custom",
                "--nb_classes", str(num_classes), "--data_path", args.data, *settings, *PROBE_FLAGS,
-               "--num_workers", str(args.num_workers), "--output_dir", output_dir]
+               "--num_workers", str(args.num_workers), "--seed", str(args.seed), "--output_dir", output_dir]
     if checkpoint:
         command += ["--finetune", checkpoint]
-    print(f"-- {name}: {shlex.join(command)}", flush=True)
-    with open(os.path.join(args.output_dir, f"{name}.log"), "w") as log:
-        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
+    run_logged(command, os.path.join(args.output_dir, f"{name}_probe.log"))
     with open(os.path.join(output_dir, "log.txt")) as f:
         records = [json.loads(line) for line in f]
     return next(record for record in reversed(records) if "test_acc1" in record)["test_acc1"]
+
+
+def knn(name, checkpoint, settings, num_classes, args):
+    """Top-1 (%) of the k-NN vote of the val videos against the train videos."""
+    command = [args.python, os.path.join(REPO, "eval_knn.py"), "--data_path", args.data,
+               "--nb_classes", str(num_classes), *settings, "--nb_knn", str(KNN_K),
+               "--num_workers", str(args.num_workers), "--seed", str(args.seed)]
+    if checkpoint:
+        command += ["--finetune", checkpoint]
+    log_path = os.path.join(args.output_dir, f"{name}_knn.log")
+    run_logged(command, log_path)
+    with open(log_path) as f:
+        found = KNN_RESULT.findall(f.read())
+    if not found:
+        raise SystemExit(f"no k-NN result in {log_path}")
+    return float(found[-1][1])
 
 
 def main(argv=None):
@@ -92,13 +124,32 @@ def main(argv=None):
     if run_settings(args.videomae) != settings:
         raise SystemExit(f"{args.videomae} and {args.sigma} pretrained different models or clips; "
                          "the comparison needs the same ones")
-    encoders = [("sigma", os.path.join(args.sigma, "checkpoint-latest.pth")), ("random_init", None),
-                ("videomae_pixel", os.path.join(args.videomae, "checkpoint-latest.pth"))]
-    accuracy = {name: probe(name, checkpoint, settings, args) for name, checkpoint in encoders}
-    print("\nlinear probe, top-1 on the test videos (logs in " + args.output_dir + "):")
-    print(f"  {'SIGMA':>10}  {'random init':>12}  {'VideoMAE':>10}")
-    print(f"  {accuracy['sigma']:>9.1f}%  {accuracy['random_init']:>11.1f}%  {accuracy['videomae_pixel']:>9.1f}%")
-    return accuracy
+    num_classes, test_majority = class_balance(args.data, "test")
+    _, val_majority = class_balance(args.data, "val")
+    checkpoints = {"random_init": None, "sigma": os.path.join(args.sigma, "checkpoint-latest.pth"),
+                   "videomae": os.path.join(args.videomae, "checkpoint-latest.pth")}
+    results = {}
+    for name, label in ENCODERS:
+        start = time.time()
+        print(f"-- {label}: linear probe and k-NN (logs: {args.output_dir}/{name}_*.log)", flush=True)
+        results[name] = {"linear_probe": linear_probe(name, checkpoints[name], settings, num_classes, args),
+                         "knn": knn(name, checkpoints[name], settings, num_classes, args)}
+        print(f"   done in {time.time() - start:.0f} s", flush=True)
+    results["chance"] = {"linear_probe": 100 * test_majority, "knn": 100 * val_majority}
+    with open(os.path.join(args.output_dir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print(format_table(results))
+    return results
+
+
+def format_table(results):
+    """The side-by-side table of linear probe and k-NN top-1 per encoder, with chance."""
+    lines = [f"  {'':<14}{'linear probe':>14}{f'k-NN (k={KNN_K})':>14}",
+             f"  {'':<14}{'(test)':>14}{'(val)':>14}"]
+    for name, label in (*ENCODERS, ("chance", "chance")):
+        row = results[name]
+        lines.append(f"  {label:<14}{row['linear_probe']:>13.1f}%{row['knn']:>13.1f}%")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 Reads OUTPUT_DIR/args.json and the per-epoch JSON lines of OUTPUT_DIR/log.txt that
 run_sigma_pretraining.py writes, and prints the first and last epoch of each
 diagnostic of METHOD.md ("Collapse diagnostics") with a sparkline over the epochs,
-then the signs of collapse it finds in the last epoch.
+then the signs of collapse it finds in the last epoch and whether the video model
+predicts its targets better than the majority baseline.
 """
 import argparse
 import json
@@ -56,11 +57,19 @@ def collapse_signs(last, num_prototypes):
     if last.get("train_model_usage", 1) < COLLAPSED_USAGE:
         signs.append(f"the video model predicts nearly one prototype for every tube (usage "
                      f"{last['train_model_usage']:.2f})")
-    if "train_model_accuracy" in last and \
-            last["train_model_accuracy"] < last["train_model_majority"] + LEARNING_MARGIN:
-        signs.append(f"the video model's accuracy ({last['train_model_accuracy']:.1%}) is no better than always "
-                     f"predicting the most frequent target ({last['train_model_majority']:.1%})")
     return signs
+
+
+def learning_verdict(last):
+    """Whether the video model predicts phi's clusters better than always naming the most
+    frequent one: a sentence, or None without the statistics (a non-SWAV run)."""
+    if "train_model_accuracy" not in last:
+        return None
+    accuracy, majority = last["train_model_accuracy"], last["train_model_majority"]
+    if accuracy < majority + LEARNING_MARGIN:
+        return (f"NOT LEARNING: the video model's accuracy ({accuracy:.1%}) is no better than always "
+                f"predicting the most frequent target ({majority:.1%})")
+    return f"the video model's accuracy ({accuracy:.1%}) is above the majority baseline ({majority:.1%})"
 
 
 def summarize(output_dir):
@@ -106,6 +115,9 @@ def summarize(output_dir):
         lines.append("  collapse     " + ("none of its signs in the last epoch" if not signs else
                                           "COLLAPSED in the last epoch:"))
         lines += [f"    - {sign}" for sign in signs]
+        verdict = learning_verdict(last)
+        if verdict:
+            lines.append("  learning     " + verdict)
     if last.get("train_bad_videos"):
         lines.append(f"  bad videos   {last['train_bad_videos']} replaced in the last epoch")
     lines.append(f"  checkpoint   {os.path.join(output_dir, 'checkpoint-latest.pth')}")

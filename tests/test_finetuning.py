@@ -376,3 +376,31 @@ def test_demo_probe_command_is_the_documented_one(tmp_path):
     args = run.parse_args(["--data_path", "x", "--data_set", "custom", "--nb_classes", "8", *settings,
                            *demo_linear_probe.PROBE_FLAGS])
     assert args.linear_probing and args.cache_features
+
+
+def test_demo_table_puts_every_encoder_beside_chance():
+    from scripts import demo_linear_probe
+
+    results = {"random_init": {"linear_probe": 14.0, "knn": 12.5}, "sigma": {"linear_probe": 15.5, "knn": 13.75},
+               "videomae": {"linear_probe": 12.0, "knn": 11.25}, "chance": {"linear_probe": 12.5, "knn": 12.5}}
+    rows = demo_linear_probe.format_table(results).splitlines()
+    assert [row.split()[-2:] for row in rows[2:]] == [
+        ["14.0%", "12.5%"], ["15.5%", "13.8%"], ["12.0%", "11.2%"], ["12.5%", "12.5%"]]
+    assert [row.split("  ")[1].strip() for row in rows[2:]] == ["random init", "SIGMA", "VideoMAE", "chance"]
+
+
+def test_seed_table_shows_mean_spread_and_margins(tmp_path):
+    from scripts import summarize_demo_seeds
+
+    for seed, (sigma, random_init) in enumerate(((20.0, 14.0), (16.0, 15.0), (18.0, 13.0))):
+        result = {"sigma": {"linear_probe": sigma, "knn": 12.5}, "random_init": {"linear_probe": random_init, "knn": 12.5},
+                  "videomae": {"linear_probe": 12.5, "knn": 12.5}, "chance": {"linear_probe": 12.5, "knn": 12.5}}
+        (tmp_path / f"seed_{seed}" / "probes").mkdir(parents=True)
+        (tmp_path / f"seed_{seed}" / "probes" / "results.json").write_text(json.dumps(result))
+    table = summarize_demo_seeds.format_seed_table(
+        summarize_demo_seeds.read_results([tmp_path / f"seed_{seed}" for seed in range(3)]))
+    # SIGMA 18 +- 2 (sample std); SIGMA - random init: 6, 1, 5 -> 4.0 +- 2.6
+    assert "SIGMA                      18.0 +-  2.0  (20.0, 16.0, 18.0)" in table
+    assert "SIGMA - random init         4.0 +-  2.6  (6.0, 1.0, 5.0)" in table
+    with pytest.raises(SystemExit, match="did the demo in"):
+        summarize_demo_seeds.read_results([tmp_path / "missing"])

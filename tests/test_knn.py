@@ -60,7 +60,9 @@ def test_extract_pooled_and_token_features_of_a_list(synthetic_videos, tmp_path)
     torch.testing.assert_close(tokens["features"].mean(dim=1), pooled["features"], rtol=1e-4, atol=1e-5)
 
 
-def test_knn_of_a_random_encoder_runs_on_train_and_val_lists(synthetic_videos):
+def test_knn_of_a_random_encoder_runs_on_train_and_val_lists(synthetic_videos, capsys):
+    from scripts.demo_linear_probe import KNN_RESULT
+
     argv = ["--data_path", str(synthetic_videos), "--nb_classes", "4", "--nb_knn", "5", "200", *ENCODER]
     results = eval_knn.evaluate(eval_knn.get_args_parser().parse_args(argv), DistEnv(0, 0, 1, torch.device("cpu")))
     assert sorted(results) == [5, 12]  # k = 200 is capped at the 12 training videos
@@ -68,3 +70,6 @@ def test_knn_of_a_random_encoder_runs_on_train_and_val_lists(synthetic_videos):
         assert (scores["queries"], scores["bank"]) == (8, 12)
         # 8 queries: accuracies in eighths, and top-5 of 4 classes always right
         assert scores["acc1"] * 8 / 100 == pytest.approx(round(scores["acc1"] * 8 / 100)) and scores["acc5"] == 100
+    # The demo reads these results from the printed lines.
+    printed = KNN_RESULT.findall(capsys.readouterr().out)
+    assert [(int(n), float(acc1)) for n, acc1 in printed] == [(8, round(results[k]["acc1"], 2)) for k in (5, 12)]
