@@ -16,7 +16,8 @@
 #    feature cosine and effective rank, target accuracy beside its majority baseline),
 # 5. linear-probes (test videos) and k-NN-classifies (val videos) the encoders of a random
 #    initialisation, SIGMA and VideoMAE with one protocol, and prints the table beside
-#    chance (scripts/demo_linear_probe.py).
+#    chance (scripts/demo_linear_probe.py), and draws the runs' curves and the table in
+#    DEMO_DIR/demo.png (scripts/plot_log.py).
 #
 # Environment:
 #   SEED [0]            seeds the videos (make_synthetic_videos.py --seed), the
@@ -96,4 +97,6 @@ echo "== 4/5 pretraining summaries"
 echo "== 5/5 linear probe and k-NN of a random initialisation, SIGMA and VideoMAE (about 90 s)"
 "${PYTHON}" scripts/demo_linear_probe.py --data "${DATA}" --sigma "${SIGMA_RUN}" --videomae "${PIXEL_RUN}" \
     --output_dir "${DEMO_DIR}/probes" --seed "${SEED}"
+"${PYTHON}" scripts/plot_log.py "${SIGMA_RUN}" "${PIXEL_RUN}" --probes "${DEMO_DIR}/probes/results.json" \
+    --out "${DEMO_DIR}/demo.png"
 echo "demo finished in $(( SECONDS - start )) s"
