@@ -35,6 +35,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
@@ -43,6 +44,11 @@ from pathlib import Path
 import av
 import decord
 import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vos_metrics import write_mask  # noqa: E402  (needs the repository on sys.path)
 
 # Object kinds: a shape and a texture, both drawn in object coordinates so that they
 # turn with the object. Textures are functions of (u, v), in object radii; the rings
@@ -167,6 +173,8 @@ def _paint_object(frames, kind, motion, rng):
 
     The object is drawn in a box that follows its centre, so the cost does not
     grow with the frame size; box pixels wrap around the borders.
+    Returns (pixel, alpha): the flat frame indices (T, B, B) of the box and the object's
+    opacity there (T, B, B, 1), from which its mask is drawn.
     """
     assert frames.flags.c_contiguous, "frames is written through a flat view"
     num_frames, height, width, _ = frames.shape
@@ -203,15 +211,43 @@ def _paint_object(frames, kind, motion, rng):
     box = np.take(flat, pixel, axis=0)
     box += alpha * (paint - box)
     flat[pixel] = box
+    return pixel, alpha
 
 
-def render_video(class_name, num_frames, height, width, rng):
-    """One video of the given class as uint8 (T, H, W, 3) RGB frames."""
+def render_video(class_name, num_frames, height, width, rng, masks=False):
+    """One video of the given class as uint8 (T, H, W, 3) RGB frames; with `masks`, also the
+    objects' masks as uint8 (T, H, W) labels: 0 background, object i+1 where the i-th object
+    painted is at least half opaque and no later one covers it."""
     kind, motion = class_of(class_name)
     frames = _background(rng, num_frames, height, width)
-    for _ in range(OBJECTS_PER_VIDEO):
-        _paint_object(frames, kind, motion, rng)
-    return np.round(frames * 255).astype(np.uint8)
+    labels = np.zeros(frames.shape[:3], dtype=np.uint8)
+    for index in range(OBJECTS_PER_VIDEO):
+        pixel, alpha = _paint_object(frames, kind, motion, rng)
+        labels.reshape(-1)[pixel[alpha[..., 0] >= 0.5]] = index + 1
+    frames = np.round(frames * 255).astype(np.uint8)
+    return (frames, labels) if masks else frames
+
+
+def write_davis(root, num_classes, per_class, num_frames, height, width, seed, split="val"):
+    """The videos of `split` (the same frames as its mp4 files) in the DAVIS-2017 layout under root:
+    JPEGImages/480p/<seq>/%05d.jpg, Annotations/480p/<seq>/%05d.png (palette PNGs, 0 background,
+    1 and 2 the objects) and ImageSets/2017/val.txt, for eval_vos.py. Returns the sequence names."""
+    root = Path(root)
+    names = []
+    for i in range(per_class * num_classes):
+        class_name = CLASSES[:num_classes][i % num_classes]
+        frames, labels = render_video(class_name, num_frames, height, width, video_rng(seed, split, i), masks=True)
+        name = f"{class_name}_{i:04d}"
+        for t, (frame, label) in enumerate(zip(frames, labels)):
+            jpeg = root / "JPEGImages" / "480p" / name / f"{t:05d}.jpg"
+            jpeg.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(frame).save(jpeg, quality=95)
+            write_mask(root / "Annotations" / "480p" / name / f"{t:05d}.png", label)
+        names.append(name)
+    (root / "ImageSets" / "2017").mkdir(parents=True, exist_ok=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("".join(f"{name}\n" for name in names))
+    print(f"wrote {len(names)} {split} videos with their object masks in the DAVIS layout to {root}")
+    return names
 
 
 # A constant quantiser, not x264's rate control (crf): its lookahead gave other bytes
@@ -324,6 +360,9 @@ def get_args_parser():
     parser.add_argument("--width", type=int, help="frame width, overrides --size (even)")
     parser.add_argument("--fps", default=25, type=int, help="frame rate written to the container")
     parser.add_argument("--seed", default=0, type=int)
+    parser.add_argument("--davis", type=Path,
+                        help="also write the val videos with their objects' masks in the DAVIS-2017 layout "
+                             "here (JPEG frames, palette PNGs), for eval_vos.py")
     parser.add_argument("--workers", default=len(os.sched_getaffinity(0)), type=int,
                         help="processes rendering and encoding in parallel (default: all usable cores)")
     return parser
@@ -352,6 +391,10 @@ def main(argv=None):
                  val_per_class=args.val_per_class, test_per_class=args.test_per_class,
                  num_frames=args.frames, height=height, width=width, fps=args.fps, seed=args.seed,
                  workers=args.workers)
+    if args.davis is not None:
+        if args.val_per_class < 1:
+            parser.error("--davis writes the val videos: --val_per_class must be >= 1")
+        write_davis(args.davis, args.num_classes, args.val_per_class, args.frames, height, width, args.seed)
     return args.out
 
 
