@@ -183,10 +183,10 @@ def summarize(per_sequence):
 
 def format_table(per_sequence):
     """One line per sequence: objects, mean J, F and IoU of its objects."""
-    lines = [f"{'sequence':<24} {'objects':>7} {'J':>6} {'F':>6} {'IoU':>6}"]
+    lines = [f"{'sequence':<32} {'objects':>7} {'J':>6} {'F':>6} {'IoU':>6}"]
     for name, scores in per_sequence.items():
         means = [np.mean([o[key] for o in scores.values()]) if scores else float("nan") for key in ("J", "F", "IoU")]
-        lines.append(f"{name:<24} {len(scores):>7} " + " ".join(f"{m:6.3f}" for m in means))
+        lines.append(f"{name:<32} {len(scores):>7} " + " ".join(f"{m:6.3f}" for m in means))
     return "\n".join(lines)
 
 
