@@ -58,8 +58,13 @@ for encoder in random_init sigma videomae; do
         --device cpu > "${DEMO_DIR}/vos_${encoder}.log" 2>&1 || { tail -5 "${DEMO_DIR}/vos_${encoder}.log" >&2; exit 1; }
     RESULT[${encoder}]=$(tail -n 1 "${DEMO_DIR}/vos_${encoder}.log")
 done
-printf "%-12s %6s %6s %6s\n" encoder J F mIoU
 for encoder in random_init sigma videomae; do
-    "${PYTHON}" -c "import json, sys; r = json.loads(sys.argv[2]); \
-print(f\"{sys.argv[1]:<12} {r['J_mean']:6.3f} {r['F_mean']:6.3f} {r['mIoU']:6.3f}\")" "${encoder}" "${RESULT[${encoder}]}"
-done
+    echo "${encoder} ${RESULT[${encoder}]}"
+done | "${PYTHON}" -c '
+import json, sys
+print("%-12s %6s %6s %6s" % ("encoder", "J", "F", "mIoU"))
+for line in sys.stdin:
+    name, summary = line.split(" ", 1)
+    r = json.loads(summary)
+    print("%-12s %6.3f %6.3f %6.3f" % (name, r["J_mean"], r["F_mean"], r["mIoU"]))
+'
