@@ -177,6 +177,30 @@ def test_teacher_is_frozen_and_not_saved(dino_v1_small_weights):
     assert next(model.teacher.parameters()).dtype == torch.float64  # moved and cast with the model
 
 
+def test_bf16_teacher_gives_float32_targets_close_to_the_fp32_teachers(dino_v1_small_weights):
+    def build(precision):
+        torch.manual_seed(0)
+        return create_pretrain_model(TINY, target_type="dino_v1", loss_func="SWAV", distillation_teacher="dino_s",
+                                     teacher_weights=dino_v1_small_weights, num_prototypes=16,
+                                     teacher_precision=precision, **SMALL_CLIP)
+    reference, model = build("fp32"), build("bf16")
+    assert next(model.teacher.parameters()).dtype == torch.bfloat16
+    videos = torch.randn(2, 3, 4, 32, 32)
+    mask = torch.tensor([[True, False] * 4, [False, True] * 4])
+    expected = reference.teacher_features(videos)
+    features = model.teacher_features(videos)
+    assert features.dtype == torch.float32 and features.shape == expected.shape == (2, 8, 384)
+    # Normalised features (unit std): bfloat16's 8-bit mantissa leaves errors of a few percent.
+    assert (features - expected).abs().max() < 0.1
+    assert F.cosine_similarity(features, expected, dim=-1).min() > 0.999
+    # Targets from inference mode still feed the loss's backward pass.
+    loss, _ = model(videos, mask)
+    loss.backward()
+    assert model.prototypes.grad is not None
+    with pytest.raises(ValueError, match="teacher_precision"):
+        create_pretrain_model(TINY, teacher_precision="fp16", **SMALL_CLIP)
+
+
 def test_missing_teacher_weights_say_what_to_download(tmp_path):
     with pytest.raises(FileNotFoundError, match="dino_vitbase16_pretrain.pth.*--teacher_weights"):
         create_pretrain_model(TINY, target_type="dino_v1", loss_func="SWAV", distillation_teacher="dino_b")
