@@ -47,6 +47,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 
 from clip_lists import SPLIT_LISTS, read_clip_list, resolve_clip_list, split_list
 from masking_generator import build_masking_generator
+from video_decoding import BadVideoError, check_video_file, decode_sampled_frames
 from video_transforms import EvalView, FinetuneTrainAugmentation, PretrainingAugmentation, normalize_video
 
 __all__ = [
@@ -72,18 +73,6 @@ SEGMENT_SAMPLED_DATASETS = {"SSV2"}
 # Data sets whose labels depend on the direction of motion are not flipped by default
 # (a custom list may well be one).
 NOT_FLIPPED_DATASETS = {"SSV2", CUSTOM_DATASET}
-
-
-class BadVideoError(Exception):
-    """A video file that cannot be used; ``path`` names it."""
-
-    def __init__(self, path, reason):
-        super().__init__(path, reason)
-        self.path = path
-        self.reason = reason
-
-    def __str__(self):
-        return f"{self.path}: {self.reason}"
 
 
 class BadDataError(RuntimeError):
@@ -126,10 +115,7 @@ def check_clip_files(clips, max_bad_fraction, list_path):
 # ---------------------------------------------------------------- decoding
 
 def _open_video(path):
-    if not os.path.isfile(path):
-        raise BadVideoError(path, "not a file" if os.path.exists(path) else "no such file")
-    if os.path.getsize(path) == 0:
-        raise BadVideoError(path, "empty file")
+    check_video_file(path)
     try:
         # One decoder thread: the parallelism is in the DataLoader workers.
         return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
@@ -304,7 +290,10 @@ class VideoPretrainingDataset(Dataset):
         return samples[0] if self.num_sample == 1 else samples
 
     def _decode(self, index):
-        return decode_frames(self.clips[index][0], self._sample_indices)
+        path = self.clips[index][0]
+        short_side = getattr(self.transform, "decode_short_side", None)
+        frames = None if short_side is None else decode_sampled_frames(path, self._sample_indices, short_side)
+        return frames if frames is not None else decode_frames(path, self._sample_indices)
 
     def _sample_indices(self, video_frames):
         start = random_clip_start(video_frames, self.num_frames, self.sampling_rate)

@@ -9,6 +9,8 @@ reduced value, all ranks stop together with the same message.
 """
 import time
 
+import torch
+
 from datasets import normalize_video
 from optim_factory import apply_schedules, optimizer_step
 from utils import MetricLogger, autocast, check_finite_loss
@@ -69,14 +71,18 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
         eta = metrics.eta(i + 1, num_steps)
         eta_run = metrics.eta(i + 1, i + len(lr_schedule) - step)
         stat_text = "  ".join(f"{n} {means[n]:.4f}" for n in PRINTED_STATS if n in means)
+        memory = peak_memory_gib(device)
+        memory_text = f"  mem {memory:.2f}GiB" if memory is not None else ""
         print(f"Epoch [{epoch}/{epochs}] [{i + 1:>{len(str(num_steps))}}/{num_steps}]  eta {eta} (run {eta_run})  "
               f"loss {means['loss']:.4f}  {stat_text}  lr {lr:.3e}  wd {wd:.4f}  grad_norm {norm:.3f}  "
-              f"clips/s {clips_per_s:.1f}  data {data_wait:.3f}s", flush=True)
+              f"clips/s {clips_per_s:.1f}  data {data_wait:.3f}s{memory_text}", flush=True)
         if scalar_logger is not None:
             scalars = {f"train/{n}": v for n, v in means.items()}
             scalars.update({"train/lr": lr, "train/wd": wd, "train/grad_norm": norm,
                             "data/bad_videos": metrics.epoch_totals["bad_videos"], "perf/clips_per_s": clips_per_s,
                             "perf/data_wait_s": data_wait})
+            if memory is not None:
+                scalars["perf/peak_memory_gib"] = memory
             scalar_logger.log(scalars, step + 1)
 
     seconds = metrics.seconds()
@@ -88,4 +94,12 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
             "bad_videos": int(totals["bad_videos"]),
             "clips_per_s": totals["clips"] / seconds,
             "data_wait_s": totals["data_wait_s"] / (metrics.epoch_steps * metrics.world_size),
-            "time_s": seconds}
+            "time_s": seconds,
+            **({"peak_memory_gib": peak_memory_gib(device)} if device.type == "cuda" else {})}
+
+
+def peak_memory_gib(device):
+    """The most CUDA memory this process's tensors have held since it started, in GiB; None off CUDA."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**30

@@ -37,6 +37,7 @@ from masking_generator import gather_tokens, mask_indices
 from modeling_finetune import (ENCODER_PRESETS, PatchEmbed, get_sinusoid_encoding_table, layer_norm, make_blocks,
                                preset_settings)
 from sinkhorn import sinkhorn_knopp
+from utils import autocast
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -60,6 +61,9 @@ DECODER_PRESETS = {
 DINO_TARGETS = ("dino_v1", "dino_v2")
 TARGET_TYPES = ("pixel", "mlp", *DINO_TARGETS)
 LOSS_FUNCS = ("L2", "SWAV")
+# The frozen teacher's compute dtype, whatever the run's autocast: on a GPU the bfloat16
+# teacher is most of SIGMA-DINO's saving (METHOD.md, section 13).
+TEACHER_PRECISIONS = ("bf16", "fp32")
 
 
 def _init_xavier(module):
@@ -119,7 +123,7 @@ class PretrainVisionTransformer(nn.Module):
                  drop_path_rate=0.0, target_type="pixel", loss_func="L2", normlize_target=True,
                  num_prototypes=3000, sinkhorn_eps=0.05, sinkhorn_iterations=10, soft_targets=False,
                  queue_length=0,
-                 distillation_teacher="dino_b", teacher_weights=None):
+                 distillation_teacher="dino_b", teacher_weights=None, teacher_precision="fp32"):
         super().__init__()
         if target_type not in TARGET_TYPES:
             raise ValueError(f"--target_type {target_type!r} is not one of {TARGET_TYPES}")
@@ -145,6 +149,9 @@ class PretrainVisionTransformer(nn.Module):
         num_patches = self.encoder.patch_embed.num_patches
         tube_dim = in_chans * tubelet_size * patch_size * patch_size
 
+        if teacher_precision not in TEACHER_PRECISIONS:
+            raise ValueError(f"--teacher_precision {teacher_precision!r} is not one of {TEACHER_PRECISIONS}")
+        self.teacher_precision = teacher_precision
         teacher = None
         if target_type == "pixel":
             out_dim = tube_dim
@@ -154,6 +161,9 @@ class PretrainVisionTransformer(nn.Module):
             spec = dino_teacher_spec(target_type, distillation_teacher)
             out_dim = spec.width
             teacher = build_dino_teacher(spec, target_type, distillation_teacher, teacher_weights, img_size)
+            if teacher_precision == "bf16":
+                # Weights stored in bfloat16: autocast then casts no weight at any step.
+                teacher.to(torch.bfloat16)
 
         self.decoder = PretrainVisionTransformerDecoder(
             decoder_embed_dim, decoder_depth, decoder_num_heads, out_dim, mlp_ratio, qkv_bias, drop_path_rate)
@@ -214,17 +224,20 @@ class PretrainVisionTransformer(nn.Module):
             tubes = (tubes - mean) / (std + TARGET_NORM_EPS)
         return rearrange(tubes, "b n p c -> b n (p c)")
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def teacher_features(self, videos):
         """Frozen DINO patch features of the first frame of every tubelet: (B, N, D_teacher), float32.
 
-        The teacher's patch grid is resized bilinearly to the video model's (H', W')
-        when they differ (DINOv2's 16 x 16 patch-14 grid at 224 px becomes 14 x 14),
-        then every channel is normalised over all tokens of its video.
+        The teacher runs in ``teacher_precision`` (bf16: under bfloat16 autocast, fp32:
+        with autocast off), whatever the caller's autocast. Its patch grid is resized
+        bilinearly to the video model's (H', W') when they differ (DINOv2's 16 x 16
+        patch-14 grid at 224 px becomes 14 x 14), then every channel is normalised over
+        all tokens of its video.
         """
         batch = videos.shape[0]
         frames = rearrange(videos[:, :, ::self.tubelet_size], "b c t h w -> (b t) c h w")
-        tokens = self.teacher.forward_features(frames)[:, self.teacher.num_prefix_tokens:]
+        with autocast(self.teacher_precision, videos.device):
+            tokens = self.teacher.forward_features(frames)[:, self.teacher.num_prefix_tokens:]
         grid_t, grid_h, grid_w = self.grid_size
         side = math.isqrt(tokens.shape[1])
         tokens = rearrange(tokens.float(), "bt (h w) d -> bt d h w", h=side)

@@ -30,8 +30,8 @@ from dino_teacher import DINO_TEACHERS
 from engine_for_pretraining import train_one_epoch
 from flags import FRACTION, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, BoolFlag, checked, parent_parser
 from masking_generator import MASK_GENERATORS
-from modeling_pretrain import (ARCHITECTURE_ARGS, LOSS_FUNCS, MODELS, TARGET_TYPES, create_pretrain_model,
-                               pretrain_model_config)
+from modeling_pretrain import (ARCHITECTURE_ARGS, LOSS_FUNCS, MODELS, TARGET_TYPES, TEACHER_PRECISIONS,
+                               create_pretrain_model, pretrain_model_config)
 from optim_factory import create_optimizer, scaled_schedules
 
 
@@ -67,6 +67,9 @@ def get_args_parser():
                        help="DINO ViT-S/B/L for the dino targets (dino_l: dino_v2 only)")
     model.add_argument("--teacher_weights", default=None,
                        help="local file with the DINO teacher's weights (never downloaded during training)")
+    model.add_argument("--teacher_precision", default=None, choices=TEACHER_PRECISIONS,
+                       help="compute dtype of the frozen DINO teacher, whatever --precision (default: bf16 when "
+                            "--precision is bf16, else fp32)")
     model.add_argument("--num_prototypes", type=POSITIVE_INT, default=3000, help="prototypes K of the SWAV loss")
     model.add_argument("--sinkhorn_eps", type=POSITIVE_FLOAT, default=0.05,
                        help="Sinkhorn entropy regularisation: smaller is closer to hard assignments")
@@ -85,6 +88,8 @@ def get_args_parser():
                             "model first learns the clusters of a fixed random projection (published: 0)")
 
     optim = groups["optimisation"]
+    optim.add_argument("--compile", action=BoolFlag, default=False,
+                       help="torch.compile the model: fused kernels, faster steps after a compilation of minutes")
     optim.add_argument("--steps_per_epoch", type=POSITIVE_INT, default=None,
                        help="cap on the steps of an epoch, for quick runs (default: the whole clip list)")
     return parser
@@ -110,7 +115,9 @@ def train(args, env):
 
     dist_utils.seed_everything(args.seed)  # the same initial weights on every rank
     name, kwargs = pretrain_model_config(args)
-    model = create_pretrain_model(name, teacher_weights=args.teacher_weights, **kwargs)
+    args.teacher_precision = args.teacher_precision or ("bf16" if args.precision == "bf16" else "fp32")
+    model = create_pretrain_model(name, teacher_weights=args.teacher_weights,
+                                  teacher_precision=args.teacher_precision, **kwargs)
     args.window_size = tuple(model.encoder.patch_embed.grid_size)
 
     dataset = build_pretraining_dataset(args)
@@ -126,6 +133,10 @@ def train(args, env):
                                "process(es)", unit="clips")
 
     model.to(device)
+    if args.compile:
+        # In place (Module.compile, not torch.compile's wrapper): parameter names, and so
+        # checkpoints, stay those of the eager model.
+        model.compile()
     model_without_ddp = model
     if env.world_size > 1:
         # No device_ids: DDP would move the CPU mask to the GPU; broadcast_buffers off:

@@ -18,6 +18,7 @@ The transforms return (C, T, H, W), the layout the models take:
 Randomness comes from numpy's and Python's global generators (and torch's, inside
 torchvision's crop sampler); DataLoader workers seed all three per worker.
 """
+import math
 import random
 
 import numpy as np
@@ -137,6 +138,14 @@ class PretrainingAugmentation:
         self.input_size = int(input_size)
         self.augmentation = augmentation
         self.gray_scale_prob = gray_scale_prob
+
+    @property
+    def decode_short_side(self):
+        """The short side above which a video can be decoded smaller at (almost) no cost to the clip:
+        every crop still shrinks to input_size (video_decoding.py; METHOD.md, section 1)."""
+        if self.augmentation == "resize":
+            return self.input_size
+        return math.ceil(self.input_size / min(MULTI_SCALE_CROP_SCALES))
 
     def __repr__(self):
         return (f"PretrainingAugmentation({self.augmentation} to {self.input_size}, "

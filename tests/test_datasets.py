@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 import datasets
 from datasets import BadDataError, BadVideoError, BadVideoWarning
 from masking_generator import build_masking_generator
+from video_decoding import decode_sampled_frames
 from video_transforms import PretrainingAugmentation
 
 
@@ -226,6 +227,31 @@ def test_every_bad_file_kind_raises_bad_video_error_naming_it(videos, tmp_path):
         with pytest.raises(BadVideoError) as error:
             datasets.decode_frames(path, lambda n: [0])
         assert error.value.path == path and path in str(error.value), kind
+
+
+def test_sampled_frame_decoding_equals_decord_when_the_video_is_not_larger_than_needed(videos):
+    indices = [3, 7, 0, 99, 99, 50]
+    frames = decode_sampled_frames(videos["long"], lambda n: indices, short_side=48)
+    assert torch.equal(frames, datasets.decode_frames(videos["long"], indices))
+
+
+def test_a_large_video_is_decoded_at_the_size_every_crop_needs_and_gives_the_same_crop(tmp_path):
+    frames = index_frames(24, 96, 128)
+    rows, cols = np.mgrid[0:96, 0:128]
+    frames[..., 1] = (rows + cols) * 255 // (96 + 128)  # a ramp, so that where a crop lies shows
+    path = write_video(tmp_path / "large.mp4", frames)
+    augmentation = PretrainingAugmentation(32, "multi_scale_crop")
+    assert augmentation.decode_short_side == 49  # ceil(32 / 0.66): the smallest crop still shrinks
+    small = decode_sampled_frames(path, lambda n: [0, 5, 23], augmentation.decode_short_side)
+    assert small.shape == (3, 49, 65, 3) and frame_numbers(small) == [0, 5, 23]
+    full = datasets.decode_frames(path, [0, 5, 23])
+    for seed in range(8):  # crops of every scale and position
+        np.random.seed(seed)
+        clip = augmentation(small)
+        np.random.seed(seed)
+        expected = augmentation(full)
+        assert clip.shape == expected.shape == (3, 3, 32, 32)
+        assert (clip.float() - expected.float()).abs().mean() < 4, seed
 
 
 def test_memory_stays_flat_over_thousands_of_opens(tmp_path):

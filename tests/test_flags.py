@@ -12,7 +12,7 @@ from flags import BoolFlag
 # Every flag of every entry point with its default, as they were before the entry points shared a parser:
 # one parser for all must not change any of them.
 PRETRAIN = dict(
-    augmentation='multi_scale_crop', auto_resume=True, batch_size=16, clip_grad=None, data_path_csv=None,
+    augmentation='multi_scale_crop', auto_resume=True, batch_size=16, clip_grad=None, compile=False, data_path_csv=None,
     decoder_depth=4, device='auto', dist_timeout=30, distillation_teacher='dino_b', drop_path=0.0, epochs=801,
     freeze_projection_niters=0, freeze_prototypes_niters=0, gray_scale_prob=0.0, input_size=224,
     local_rank=None, log_dir=None, loss_func='SWAV', lr=0.00015, mask_ratio=0.9, mask_type='tube',
@@ -20,7 +20,8 @@ PRETRAIN = dict(
     num_frames=16, num_prototypes=3000, num_sample=1, num_workers=10, opt='adamw', opt_betas=[0.9, 0.95],
     opt_eps=1e-08, output_dir='', pin_mem=True, precision=None, print_freq=10, queue_length=0, resume='',
     run_name='sigma_pretrain', sampling_rate=4, save_ckpt_freq=20, seed=0, sinkhorn_eps=0.05,
-    sinkhorn_iterations=10, soft_targets=False, steps_per_epoch=None, target_type='mlp', teacher_weights=None,
+    sinkhorn_iterations=10, soft_targets=False, steps_per_epoch=None, target_type='mlp', teacher_precision=None,
+    teacher_weights=None,
     wandb=False, wandb_project='SIGMA', warmup_epochs=40, warmup_lr=0.0, warmup_steps=-1, weight_decay=0.05,
     weight_decay_end=None
 )

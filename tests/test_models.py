@@ -177,6 +177,66 @@ def test_teacher_is_frozen_and_not_saved(dino_v1_small_weights):
     assert next(model.teacher.parameters()).dtype == torch.float64  # moved and cast with the model
 
 
+def test_bf16_teacher_gives_float32_targets_close_to_the_fp32_teachers(dino_v1_small_weights):
+    def build(precision):
+        torch.manual_seed(0)
+        return create_pretrain_model(TINY, target_type="dino_v1", loss_func="SWAV", distillation_teacher="dino_s",
+                                     teacher_weights=dino_v1_small_weights, num_prototypes=16,
+                                     teacher_precision=precision, **SMALL_CLIP)
+    reference, model = build("fp32"), build("bf16")
+    assert next(model.teacher.parameters()).dtype == torch.bfloat16
+    videos = torch.randn(2, 3, 4, 32, 32)
+    mask = torch.tensor([[True, False] * 4, [False, True] * 4])
+    expected = reference.teacher_features(videos)
+    features = model.teacher_features(videos)
+    assert features.dtype == torch.float32 and features.shape == expected.shape == (2, 8, 384)
+    # Normalised features (unit std): bfloat16's 8-bit mantissa leaves errors of a few percent.
+    assert (features - expected).abs().max() < 0.1
+    assert F.cosine_similarity(features, expected, dim=-1).min() > 0.999
+    # Targets from inference mode still feed the loss's backward pass.
+    loss, _ = model(videos, mask)
+    loss.backward()
+    assert model.prototypes.grad is not None
+    with pytest.raises(ValueError, match="teacher_precision"):
+        create_pretrain_model(TINY, teacher_precision="fp16", **SMALL_CLIP)
+
+
+def test_compiled_model_gives_the_eager_loss_and_gradients():
+    # What --compile does to the model (Module.compile: in place, the same parameter names).
+    torch.manual_seed(0)
+    model = create_pretrain_model(TINY, target_type="mlp", loss_func="SWAV", num_prototypes=16, encoder_depth=2,
+                                  decoder_depth=1, **SMALL_CLIP)
+    videos, mask = tiny_batch(model, batch=2, ratio=0.5, seed=0)
+    names = list(model.state_dict())
+    loss, _ = model(videos, mask)
+    loss.backward()
+    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    model.compile()
+    compiled_loss, _ = model(videos, mask)
+    compiled_loss.backward()
+    assert compiled_loss.item() == pytest.approx(loss.item(), rel=1e-5)
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad, expected[name], rtol=1e-4, atol=1e-6)
+    assert list(model.state_dict()) == names
+
+
+def test_bench_comparison_builds_transformers_videomae_of_the_same_shape_and_size():
+    bench_model = pytest.importorskip("bench.bench_model")
+    args = bench_model.parse_args(["--model", TINY, "--input_size", "32", "--num_frames", "4"])
+    ours = bench_model.ours(args, "pixel")
+    theirs = bench_model.transformers_videomae(ours)
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    assert count(theirs) == count(ours)
+    videos, mask = tiny_batch(ours, batch=2, ratio=0.5, seed=0)
+    with torch.no_grad():
+        visible, masked = mask_indices(mask)
+        predictions = ours.forward_decoder(ours.forward_encoder(videos, visible), visible, masked)
+        logits = theirs(pixel_values=videos.transpose(1, 2), bool_masked_pos=mask).logits
+    assert logits.shape == predictions.shape
+    torch.testing.assert_close(logits, predictions, rtol=1e-4, atol=1e-5)
+
+
 def test_missing_teacher_weights_say_what_to_download(tmp_path):
     with pytest.raises(FileNotFoundError, match="dino_vitbase16_pretrain.pth.*--teacher_weights"):
         create_pretrain_model(TINY, target_type="dino_v1", loss_func="SWAV", distillation_teacher="dino_b")
