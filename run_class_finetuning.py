@@ -45,7 +45,7 @@ from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES, build_dataset, trainin
 from engine_for_finetuning import (FeatureDataset, FeatureProbe, VideoMixup, describe_scores, eval_loader,
                                    eval_view_dataset, evaluate, freeze_backbone, gather_outputs, is_sharded,
                                    merge_views, pooled_tokens, run_inference, save_predictions, train_one_epoch)
-from flags import (FRACTION, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, BoolFlag, checked,
+from flags import (FRACTION, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, BoolFlag, check_paths, checked,
                    parent_parser)
 from modeling_finetune import MODELS, create_classifier, load_pretrained_encoder
 from optim_factory import create_optimizer, scaled_schedules
@@ -177,10 +177,12 @@ def main(args):
 
 def run(args, env):
     device = env.device
+    check_paths(args)
     if args.enable_deepspeed and not args.eval and not torch.distributed.is_initialized():
         raise RuntimeError("--enable_deepspeed needs a process group: start with torchrun, also for one process "
                            "(torchrun --standalone --nproc_per_node=1 run_class_finetuning.py ...)")
     utils.start_run(args, env, written="prediction")
+    training_state.clean_output_dir(args, env)
 
     dist_utils.seed_everything(args.seed)  # the same initial weights on every rank
     test_set, args.nb_classes = build_dataset(is_train=False, test_mode=True, args=args)
@@ -268,8 +270,9 @@ def run(args, env):
                                   (epoch + 1) * steps_per_epoch)
         keep = (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs
         if args.output_dir and args.save_ckpt and (keep or data.saves_every_epoch):
-            save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, epoch, max_accuracy,
+            save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, record, max_accuracy,
                              is_best and data.saves_every_epoch, keep)
+        # After the checkpoint, which holds the line too: a kill in between loses it only until the resume.
         utils.log_epoch(record, args, env)
 
     print(f"training done: epochs {start_epoch}-{args.epochs - 1} in {(time.time() - start_time) / 60:.1f} min")
@@ -422,29 +425,39 @@ def start_deepspeed(classifier, optimizer, args):
 
 
 def resume(model, classifier, optimizer, scaler, model_ema, args, env):
-    """Restores the newest complete checkpoint in --output_dir, else --resume; returns (start epoch, best acc1)."""
+    """Restores the newest complete checkpoint in --output_dir, else --resume; returns (start epoch, best acc1).
+    Resuming from --output_dir also puts its log.txt in step with the checkpoint."""
     if args.enable_deepspeed:
-        client_state = training_state.restore_deepspeed(model, args)
-        return (0, 0.0) if client_state is None else (client_state["epoch"] + 1, client_state["max_accuracy"])
-    path, checkpoint, _ = training_state.find_start(args, env)
-    if path is None:
-        return 0, 0.0
-    # own_run=True also for --resume: a fine-tuning run continues a run of this code, whose optimizer must fit.
-    start_epoch = training_state.restore(checkpoint, path, classifier, optimizer, scaler, model_ema=model_ema)
-    return start_epoch, checkpoint.get("max_accuracy", 0.0)
+        checkpoint, own_run = training_state.restore_deepspeed(model, args)
+        start = (0, 0.0) if checkpoint is None else (checkpoint["epoch"] + 1, checkpoint["max_accuracy"])
+    else:
+        path, checkpoint, own_run = training_state.find_start(args, env)
+        start = (0, 0.0)
+        if path is not None:
+            # own_run=True also for --resume: a fine-tuning run continues a run of this code, whose optimizer
+            # must fit.
+            start = (training_state.restore(checkpoint, path, classifier, optimizer, scaler, model_ema=model_ema),
+                     checkpoint.get("max_accuracy", 0.0))
+    if own_run and env.is_main:
+        training_state.restore_log(args.output_dir, checkpoint)
+    return start
 
 
-def save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, epoch, max_accuracy, is_best, keep):
+def save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, record, max_accuracy, is_best, keep):
     """checkpoint-latest.pth every epoch, checkpoint-{epoch}.pth when `keep`, checkpoint-best.pth (weights only)
-    at a new best validation top-1; a DeepSpeed run writes DeepSpeed's folders instead (training_state.py)."""
+    at a new best validation top-1; a DeepSpeed run writes DeepSpeed's folders instead (training_state.py).
+    Each holds the epoch's log line `record`."""
+    epoch = record["epoch"]
     if args.enable_deepspeed:
-        training_state.save_deepspeed(model, args.output_dir, dict(epoch=epoch, max_accuracy=max_accuracy), is_best,
+        client_state = {"epoch": epoch, "max_accuracy": max_accuracy, training_state.EPOCH_RECORD: record}
+        training_state.save_deepspeed(model, args.output_dir, client_state, is_best,
                                       previous_kept=epoch % args.save_ckpt_freq == 0, is_main=env.is_main)
         return
     if not env.is_main:
         return
     state = dict(model=classifier.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch,
-                 scaler=scaler.state_dict(), args=args, max_accuracy=max_accuracy)
+                 scaler=scaler.state_dict(), args=args, max_accuracy=max_accuracy,
+                 **{training_state.EPOCH_RECORD: record})
     if model_ema is not None:
         state["model_ema"] = model_ema.module.state_dict()
     best = dict(model=classifier.state_dict(), epoch=epoch, args=args, max_accuracy=max_accuracy) if is_best else None
