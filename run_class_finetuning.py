@@ -41,7 +41,7 @@ import dist_utils
 import training_state
 import utils
 from checkpoint import load_checkpoint
-from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES, build_dataset, training_loader
+from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES, build_dataset, check_bad_fraction, training_loader
 from engine_for_finetuning import (FeatureDataset, FeatureProbe, VideoMixup, describe_scores, eval_loader,
                                    eval_view_dataset, evaluate, freeze_backbone, gather_outputs, is_sharded,
                                    merge_views, pooled_tokens, run_inference, save_predictions, train_one_epoch)
@@ -255,7 +255,8 @@ def run(args, env):
 
         is_best = False
         if val_set is not None:
-            val = evaluate(data.evaluated(classifier), data.val_loader, device, args.precision, input_dtype)
+            val = evaluate(data.evaluated(classifier), data.val_loader, device, args.precision, input_dtype,
+                           max_bad_fraction=args.max_bad_fraction)
             is_best = val["acc1"] > max_accuracy
             max_accuracy = max(max_accuracy, val["acc1"])
             print(f"Accuracy of the network on the {val['videos']} val videos: top-1 {val['acc1']:.2f}%, "
@@ -346,6 +347,9 @@ class CachedFeatures:
             outputs = run_inference(lambda videos: pooled_tokens(classifier, videos), eval_loader(dataset, args, env),
                                     env.device, args.precision)
             features[name] = gather_outputs(outputs, env.device)
+            # Judged here, before an epoch is trained or saved, as the runs on clips judge theirs.
+            num_bad = int((features[name]["num_bad"] > 0).sum())
+            check_bad_fraction(num_bad, len(dataset) - num_bad, args.max_bad_fraction, where=f"in the {name} list")
             print(f"cached the encoder's pooled features of {len(dataset)} {name} clips in {time.time() - start:.0f} s")
         decoded = features["train"]["num_bad"] == 0
         train = FeatureDataset({key: value[decoded] for key, value in features["train"].items()})
@@ -476,6 +480,9 @@ def multi_view_test(forward, loader, test_set, args, env, input_dtype=None):
     scores = merge_views(outputs["outputs"], outputs["video_id"], outputs["view"], outputs["label"],
                          outputs["num_bad"])
     print(describe_scores(scores, test_set.views_per_video) + f" ({time.time() - start:.0f} s)")
+    # Before the predictions are saved: a score over a fraction of the list is not the list's score.
+    check_bad_fraction(len(scores["unscored_videos"]), scores["videos"], args.max_bad_fraction,
+                       where="in the test list")
     if env.is_main and args.output_dir:
         path = os.path.join(args.output_dir, PREDICTIONS_FILE)
         save_predictions(outputs, path, test_set.clips)
