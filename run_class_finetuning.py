@@ -347,9 +347,11 @@ class CachedFeatures:
             outputs = run_inference(lambda videos: pooled_tokens(classifier, videos), eval_loader(dataset, args, env),
                                     env.device, args.precision)
             features[name] = gather_outputs(outputs, env.device)
-            # Judged here, before an epoch is trained or saved, as the runs on clips judge theirs.
-            num_bad = int((features[name]["num_bad"] > 0).sum())
-            check_bad_fraction(num_bad, len(dataset) - num_bad, args.max_bad_fraction, where=f"in the {name} list")
+            # Judged here, before an epoch is trained or saved, as the runs on clips judge theirs; per video,
+            # as the test reads several views of each.
+            videos = features[name].get("video_id", features[name]["index"])
+            bad = len(videos[features[name]["num_bad"] > 0].unique())
+            check_bad_fraction(bad, len(videos.unique()) - bad, args.max_bad_fraction, where=f"in the {name} list")
             print(f"cached the encoder's pooled features of {len(dataset)} {name} clips in {time.time() - start:.0f} s")
         decoded = features["train"]["num_bad"] == 0
         train = FeatureDataset({key: value[decoded] for key, value in features["train"].items()})

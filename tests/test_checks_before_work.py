@@ -2,7 +2,6 @@
 and paths checked first, and the documentation naming the files the code reads."""
 import os
 import re
-import shutil
 
 import pytest
 import torch
@@ -11,10 +10,10 @@ import eval_knn
 import extract_features
 import run_class_finetuning
 import run_sigma_pretraining
-from datasets import BadDataError, BadVideoWarning
+from datasets import BadDataError
 from modeling_finetune import create_model
 from scripts import convert_checkpoint
-from test_finetuning import NO_AUGMENTATION, TINY, finetune
+from test_finetuning import NO_AUGMENTATION, finetune
 from test_knn import ENCODER
 from test_pretraining import REPO
 
@@ -80,6 +79,10 @@ def test_cached_probe_counts_its_bad_training_videos(synthetic_videos, tmp_path)
     with pytest.raises(BadDataError, match=r"3 of the 15 videos read in the train list"):
         finetune(lists, out, "--linear_probing", "--epochs", "1", *NO_AUGMENTATION)
     assert not any(name.startswith(("checkpoint", "log")) for name in os.listdir(out))
+    # The test list is counted in videos, not in views (2 each here).
+    lists = lists_with_broken_videos(synthetic_videos, tmp_path / "test_lists", {"test": 3})
+    with pytest.raises(BadDataError, match=r"3 of the 11 videos read in the test list"):
+        finetune(lists, out, "--linear_probing", "--epochs", "1", *NO_AUGMENTATION)
 
 
 # ---- flags and paths --------------------------------------------------------------------------------------
@@ -95,17 +98,18 @@ def test_knn_flags_are_checked(capsys, argv, message):
 
 
 @pytest.mark.parametrize("parse, argv, message", [
-    (run_sigma_pretraining.parse_args, ["--opt_betas", "0.9", "1.5"], "argument --opt_betas: must be in [0, 1), got 1.5"),
-    (run_class_finetuning.parse_args, ["--opt_eps", "-1"], "argument --opt_eps: must not be negative, got -1.0"),
-    (lambda argv: convert_checkpoint.get_args_parser().parse_args(["strip", "a.pth", "b.pth", *argv]),
-     ["--input_size", "0"], "argument --input_size: must be positive, got 0"),
-    (lambda argv: convert_checkpoint.get_args_parser().parse_args(["import-hf", "a", "b.pth", *argv]),
-     ["--tolerance", "-1"], "argument --tolerance: must not be negative, got -1.0"),
+    (run_sigma_pretraining.parse_args, ["--data_path", "x", "--opt_betas", "0.9", "1.5"],
+     "argument --opt_betas: must be in [0, 1), got 1.5"),
+    (run_class_finetuning.parse_args, ["--data_path", "x", "--opt_eps", "-1"],
+     "argument --opt_eps: must not be negative, got -1.0"),
+    (convert_checkpoint.main, ["strip", "a.pth", "b.pth", "--input_size", "0"],
+     "argument --input_size: must be positive, got 0"),
+    (convert_checkpoint.main, ["import-hf", "a", "b.pth", "--tolerance", "-1"],
+     "argument --tolerance: must not be negative, got -1.0"),
 ])
 def test_sizes_and_fractions_are_checked(capsys, parse, argv, message):
     with pytest.raises(SystemExit) as exit_info:
-        parse(["--data_path", "x", *argv] if parse in (run_sigma_pretraining.parse_args,
-                                                       run_class_finetuning.parse_args) else argv)
+        parse(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
