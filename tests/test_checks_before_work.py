@@ -80,8 +80,8 @@ def test_cached_probe_counts_its_bad_training_videos(synthetic_videos, tmp_path)
         finetune(lists, out, "--linear_probing", "--epochs", "1", *NO_AUGMENTATION)
     assert not any(name.startswith(("checkpoint", "log")) for name in os.listdir(out))
     # The test list is counted in videos, not in views (2 each here).
-    lists = lists_with_broken_videos(synthetic_videos, tmp_path / "test_lists", {"test": 3})
-    with pytest.raises(BadDataError, match=r"3 of the 11 videos read in the test list"):
+    lists = lists_with_broken_videos(synthetic_videos, tmp_path / "test_lists", {"test": 1})
+    with pytest.raises(BadDataError, match=r"1 of the 9 videos read in the test list"):
         finetune(lists, out, "--linear_probing", "--epochs", "1", *NO_AUGMENTATION)
 
 
