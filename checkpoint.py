@@ -147,7 +147,8 @@ def link_atomic(source, path):
     try:
         _atomic_write(path, None, link_from=source)
     except OSError:
-        _atomic_write(path, lambda f: shutil.copyfileobj(open(source, "rb"), f, 1 << 24))
+        with open(source, "rb") as data:
+            _atomic_write(path, lambda f: shutil.copyfileobj(data, f, 1 << 24))
 
 
 def remove_stale_temporaries(directory, names):

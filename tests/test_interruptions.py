@@ -11,7 +11,7 @@ import torch
 
 import utils
 from bench import fault_injection
-from checkpoint import load_checkpoint
+from checkpoint import link_atomic, load_checkpoint, save_checkpoint_atomic
 from test_finetuning import NO_AUGMENTATION, finetune
 from test_pretraining import REPO, TIMING_FIELDS, epoch_log, pretrain
 
@@ -92,6 +92,18 @@ def test_a_numbered_checkpoint_is_written_once(synthetic_videos, tmp_path, monke
     assert os.path.samefile(out / "checkpoint-2.pth", out / "checkpoint-latest.pth")
     assert load_checkpoint(out / "checkpoint-1.pth")["epoch"] == 1
     assert load_checkpoint(out / "checkpoint-latest.pth")["epoch"] == 2
+
+
+def test_where_there_are_no_hard_links_the_second_name_is_a_copy(tmp_path, monkeypatch):
+    def no_links(source, destination):
+        raise OSError(1, "Operation not permitted")
+
+    save_checkpoint_atomic({"epoch": 4, "model": {"w": torch.arange(5)}}, tmp_path / "checkpoint-4.pth")
+    monkeypatch.setattr(os, "link", no_links)
+    link_atomic(tmp_path / "checkpoint-4.pth", tmp_path / "checkpoint-latest.pth")
+    assert not os.path.samefile(tmp_path / "checkpoint-4.pth", tmp_path / "checkpoint-latest.pth")
+    assert (tmp_path / "checkpoint-latest.pth").read_bytes() == (tmp_path / "checkpoint-4.pth").read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-4.pth", "checkpoint-latest.pth"]  # no temporary left
 
 
 def test_stale_temporaries_of_this_output_dir_are_removed_at_start_and_nothing_else(synthetic_videos, tmp_path):
