@@ -182,7 +182,7 @@ def run(args, env):
         raise RuntimeError("--enable_deepspeed needs a process group: start with torchrun, also for one process "
                            "(torchrun --standalone --nproc_per_node=1 run_class_finetuning.py ...)")
     utils.start_run(args, env, written="prediction")
-    training_state.clean_output_dir(args, env)
+    training_state.clean_output_dir(args, env, also=[PREDICTIONS_FILE])
 
     dist_utils.seed_everything(args.seed)  # the same initial weights on every rank
     test_set, args.nb_classes = build_dataset(is_train=False, test_mode=True, args=args)

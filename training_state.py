@@ -131,11 +131,12 @@ def find_latest(output_dir):
     return best_path, best
 
 
-def clean_output_dir(args, env):
+def clean_output_dir(args, env, also=()):
     """Removes from --output_dir (not below it) the temporaries of saves that a killed run cut short:
-    a checkpoint's can weigh as much as the checkpoint. On the main rank, before it writes anything."""
+    a checkpoint's can weigh as much as the checkpoint. `also`: the other files (shell patterns) the
+    entry point writes there atomically. On the main rank, before it writes anything."""
     if env.is_main and args.output_dir:
-        for path in remove_stale_temporaries(args.output_dir, WRITTEN_FILES):
+        for path in remove_stale_temporaries(args.output_dir, (*WRITTEN_FILES, *also)):
             print(f"removed {path}: the temporary of a save cut short by an earlier run")
 
 

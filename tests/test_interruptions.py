@@ -71,11 +71,15 @@ def test_finetuning_killed_between_checkpoint_and_log_line_loses_no_record(synth
         finetune(synthetic_videos, out, *flags)
     monkeypatch.undo()
     assert [r["epoch"] for r in epoch_log(out)] == [0]
+    stale = [".checkpoint-latest.pth.u7x2.tmp", ".test_predictions.pt.k9c1.tmp"]  # as earlier kills leave them
+    for name in stale:
+        (out / name).write_bytes(b"\x00" * 100)
 
     finetune(synthetic_videos, out, *flags)
     records = epoch_log(out)
     assert [r.get("epoch") for r in records] == [0, 1, None]  # None: the test scores
     assert records[1] == lost[0]
+    assert not any((out / name).exists() for name in stale)
 
 
 def test_a_numbered_checkpoint_is_written_once(synthetic_videos, tmp_path, monkeypatch):
