@@ -1,7 +1,7 @@
 """Fault injection: pretraining and fine-tuning killed (SIGKILL) at random points of saving and logging,
 then resumed; what the kills cost.
 
-    python bench/fault_injection.py                  # 20 kills per entry point, about 15 min on 2 cores
+    python bench/fault_injection.py                  # 20 kills per entry point, about 20 min on 2 cores
     python bench/fault_injection.py --trials 3 --seed 1
 
 Each entry point first runs uninterrupted on tiny synthetic videos (3 epochs, the tiny
@@ -225,9 +225,9 @@ def main(argv=None):
     parser.add_argument("--work_dir", help="where the runs go (default: a temporary folder)")
     args = parser.parse_args(argv)
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="fault_injection_")
+    sys.path.insert(0, REPO)  # the project's modules, for checking the files and making the videos
     videos = args.videos
     if videos is None:
-        sys.path.insert(0, REPO)
         from scripts import make_synthetic_videos
 
         videos = make_synthetic_videos.main([
