@@ -57,7 +57,8 @@ def commands(videos, output_dir):
 
 def install_faults(kind, at, after_bytes, counts_file):
     """Kills this process at the `at`-th event `kind` (after `after_bytes` bytes for a write); with kind
-    None counts every event into counts_file instead, at exit."""
+    None writes to counts_file at exit how many events of each kind there were, and the bytes of each
+    write."""
     import atexit
 
     import checkpoint
@@ -72,13 +73,15 @@ def install_faults(kind, at, after_bytes, counts_file):
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
 
-    class KilledMidway:
-        def __init__(self, f):
-            self.f, self.written = f, 0
+    class Metered:
+        """A file that counts the bytes written to it, and kills the process past `limit` (if not None)."""
+
+        def __init__(self, f, limit):
+            self.f, self.limit, self.written = f, limit, 0
 
         def write(self, data):
-            if self.written + len(data) > after_bytes:
-                self.f.write(bytes(data)[:max(after_bytes - self.written, 0)])
+            if self.limit is not None and self.written + len(data) > self.limit:
+                self.f.write(bytes(data)[:max(self.limit - self.written, 0)])
                 self.f.flush()
                 die()
             self.written += len(data)
@@ -87,12 +90,19 @@ def install_faults(kind, at, after_bytes, counts_file):
         def __getattr__(self, name):
             return getattr(self.f, name)
 
-    atomic_write = checkpoint._atomic_write
+    atomic_write, write_sizes = checkpoint._atomic_write, []
 
     def faulty_atomic_write(path, write, link_from=None):
-        if write is not None and event("write"):
-            return atomic_write(path, lambda f: write(KilledMidway(f)), link_from)
-        return atomic_write(path, write, link_from)
+        if write is None:  # a hard link: nothing is written
+            return atomic_write(path, write, link_from)
+        metered = Metered(None, after_bytes if event("write") else None)
+
+        def metered_write(f):
+            metered.f = f
+            write(metered)
+
+        atomic_write(path, metered_write, link_from)
+        write_sizes.append(metered.written)
 
     replace = os.replace
 
@@ -119,7 +129,7 @@ def install_faults(kind, at, after_bytes, counts_file):
     checkpoint._atomic_write, os.replace = faulty_atomic_write, faulty_replace
     utils.log_epoch, utils.append_json_line = faulty_log_epoch, faulty_append
     if counts_file:
-        atexit.register(lambda: json.dump(counts, open(counts_file, "w")))
+        atexit.register(lambda: json.dump({"counts": counts, "write_sizes": write_sizes}, open(counts_file, "w")))
 
 
 def child(argv):
@@ -184,15 +194,15 @@ def run(videos, work_dir, trials=20, seed=0, entry_points=("pretraining", "fine-
         if result.returncode != 0:
             raise RuntimeError(f"the reference {name} run failed:\n{result.stderr[-3000:]}")
         with open(counts_file) as f:
-            events = {kind: count for kind, count in json.load(f).items() if count}
+            counted = json.load(f)
+        events = {kind: count for kind, count in counted["counts"].items() if count}
         reference = [comparable(r) for r in read_log(reference_dir)]
-        checkpoint_bytes = max(os.path.getsize(os.path.join(reference_dir, n)) for n in os.listdir(reference_dir)
-                               if n.endswith(".pth"))
         totals = dict(trials=0, killed=0, resumed=0, lost_records=0, repeated_records=0, torn_files=0,
                       temporaries_after_kill=0, stale_temporaries=0, differing_records=0)
         for trial in range(trials):
             kind = rng.choice(sorted(events))
-            at, after_bytes = rng.randint(1, events[kind]), rng.randint(0, checkpoint_bytes)
+            at = rng.randint(1, events[kind])
+            after_bytes = rng.randint(0, counted["write_sizes"][at - 1] - 1) if kind == "write" else 0
             output_dir = os.path.join(work_dir, f"{name}_{trial}")
             command = commands(videos, output_dir)[name]
             killed = launch(command, kind, at, after_bytes).returncode == -signal.SIGKILL
