@@ -26,11 +26,17 @@ numbers, strings, containers, plus the few classes in :data:`SAFE_GLOBALS`. A fi
 that needs anything else is refused, because unpickling it could run arbitrary code.
 """
 import argparse
+import contextlib
+import fnmatch
 import json
 import os
 import pickle
 import pickletools
+import shutil
+import signal
+import sys
 import tempfile
+import threading
 import zipfile
 
 import numpy as np
@@ -75,35 +81,92 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 # Saving
 # ----------------------------------------------------------------------------------------
 
-def _atomic_write(path, write):
-    """Write a file with `write(file_object)` so that `path` is either old or complete.
+def temporary_name(path):
+    """(prefix, suffix) of the names of `path`'s temporaries: hidden, never the name of a finished file."""
+    return f".{os.path.basename(path)}.", ".tmp"
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """Inside the block SIGTERM, how torchrun and schedulers stop a job, raises SystemExit: its default
+    action would skip the cleanup of a write it cuts short. Only the main thread can set a handler, and
+    one set by someone else is left alone."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _atomic_write(path, write, link_from=None):
+    """Write a file with `write(file_object)` (or as a hard link to `link_from`) so that `path` is either
+    old or complete.
 
     The data goes to a temporary file in the same directory (so the final rename stays on
     one filesystem), is flushed and fsynced, then renamed over `path`; the directory is
-    fsynced so the rename itself survives a crash. A failure leaves `path` untouched.
+    fsynced so the rename itself survives a crash. A failure, SIGTERM included, leaves
+    `path` untouched and removes the temporary; only SIGKILL or a crash can leave one,
+    which :func:`remove_stale_temporaries` removes at the next start.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    with _sigterm_raises():
+        fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=temporary_name(path)[0], suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if link_from is not None:
+                    os.remove(tmp_path)  # os.link makes the name, and cannot replace one
+                    os.link(link_from, tmp_path)
+                else:
+                    # mkstemp makes the file private (0600); give it the mode a plain open() would.
+                    umask = os.umask(0)
+                    os.umask(umask)
+                    os.fchmod(f.fileno(), 0o666 & ~umask)
+                    write(f)
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp_path, path)
+        except BaseException:
+            if os.path.lexists(tmp_path):
+                os.remove(tmp_path)
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def link_atomic(source, path):
+    """Makes `path` a second name of the finished file `source`, atomically: a hard link, or a copy where
+    the filesystem has none. A checkpoint kept under two names is so written once."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            # mkstemp makes the file private (0600); give it the mode a plain open() would.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(f.fileno(), 0o666 & ~umask)
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        _atomic_write(path, None, link_from=source)
+    except OSError:
+        with open(source, "rb") as data:
+            _atomic_write(path, lambda f: shutil.copyfileobj(data, f, 1 << 24))
+
+
+def remove_stale_temporaries(directory, names):
+    """Removes from `directory` (not below it) the temporaries of atomic writes of the files `names`
+    (shell patterns, e.g. "checkpoint-*") that a killed process left; returns their paths. Call it only
+    when no other process writes these files."""
+    patterns = ["{}*{}".format(*temporary_name(name)) for name in names]
+    stale = [os.path.join(directory, entry) for entry in sorted(os.listdir(directory))
+             if any(fnmatch.fnmatchcase(entry, pattern) for pattern in patterns)] if os.path.isdir(directory) else []
+    stale = [path for path in stale if os.path.isfile(path) and not os.path.islink(path)]
+    for path in stale:
+        os.remove(path)
+    return stale
+
+
+def save_text_atomic(text, path):
+    """Atomically replace `path` with the UTF-8 `text`."""
+    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def save_checkpoint_atomic(obj, path):
@@ -127,6 +190,12 @@ def save_safetensors_atomic(tensors, path, metadata=None):
 # ----------------------------------------------------------------------------------------
 # Resolving references
 # ----------------------------------------------------------------------------------------
+
+def is_hub_reference(ref):
+    """Whether `ref` is written as a hub file (hf://, a huggingface.co address, or SMSD75/SIGMA/...),
+    which only fetching can tell to exist."""
+    return os.fspath(ref).startswith(("hf://", "https://huggingface.co/", f"{RELEASED_REPO}/", f"{RELEASED_REPO}@"))
+
 
 def _parse_hub_reference(ref, names_file=True):
     """Return (repo_id, path_in_repo, revision or None) for a hub reference, None for a local path.
@@ -233,9 +302,9 @@ def _hub_download(ref, repo_id, filename, revision):
 # Loading
 # ----------------------------------------------------------------------------------------
 
-def _allowed_global_names():
-    names = {name for g in SAFE_GLOBALS if isinstance(g, tuple) for name in g[1:]}
-    names |= {f"{g.__module__}.{g.__qualname__}" for g in SAFE_GLOBALS if not isinstance(g, tuple)}
+def _allowed_global_names(allowed):
+    names = {name for g in allowed if isinstance(g, tuple) for name in g[1:]}
+    names |= {f"{g.__module__}.{g.__qualname__}" for g in allowed if not isinstance(g, tuple)}
     try:
         # torch's own allow-list (tensor rebuild functions, dtypes, OrderedDict, ...).
         from torch._weights_only_unpickler import _get_allowed_globals
@@ -281,7 +350,7 @@ def _pickle_globals(path):
             f.seek(position)
 
 
-def _unsafe_globals(path):
+def _unsafe_globals(path, allowed):
     """Names of the disallowed Python objects a pickled checkpoint needs ([] if none are found)."""
     if zipfile.is_zipfile(path):
         try:
@@ -290,16 +359,16 @@ def _unsafe_globals(path):
             names = []
     else:
         names = _pickle_globals(path)
-    allowed = _allowed_global_names()
+    allowed = _allowed_global_names(allowed)
     return sorted({n for n in names if n not in allowed})
 
 
-def _load_pickle(path, map_location):
-    with torch.serialization.safe_globals(SAFE_GLOBALS):
+def _load_pickle(path, map_location, allowed):
+    with torch.serialization.safe_globals(allowed):
         try:
             return torch.load(path, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as e:
-            unsafe = _unsafe_globals(path)
+            unsafe = _unsafe_globals(path, allowed)
             if unsafe:
                 raise UnsafeCheckpointError(
                     f"refused to load {path}: it holds pickled Python objects outside the allow-list: "
@@ -356,13 +425,15 @@ def _load_safetensors(path, map_location):
     return checkpoint
 
 
-def load_checkpoint(ref, map_location="cpu", revision=None):
+def load_checkpoint(ref, map_location="cpu", revision=None, safe_globals=()):
     """Load a checkpoint safely from a local path or a hub reference.
 
     Args:
         ref: see :func:`resolve_checkpoint`.
         map_location: passed to ``torch.load`` (device for .safetensors).
         revision: hub revision, see :func:`resolve_checkpoint`.
+        safe_globals: classes a pickled file may hold beyond :data:`SAFE_GLOBALS` (those of
+            DeepSpeed's files, for instance), rebuilt as torch's weights-only loader does.
     Returns:
         dict. Pickled files are returned as saved (a training checkpoint has ``model``,
         ``optimizer``, ``epoch``, ``scaler``, ``args``; a bare state dict is returned as
@@ -376,7 +447,7 @@ def load_checkpoint(ref, map_location="cpu", revision=None):
     if path.endswith(SAFETENSORS_SUFFIX):
         checkpoint = _load_safetensors(path, map_location)
     elif path.endswith(PICKLE_SUFFIXES):
-        checkpoint = _load_pickle(path, map_location)
+        checkpoint = _load_pickle(path, map_location, [*SAFE_GLOBALS, *safe_globals])
     else:
         raise ValueError(f"{path}: unknown checkpoint format; expected a file ending in "
                          f"{', '.join(PICKLE_SUFFIXES + (SAFETENSORS_SUFFIX,))}")

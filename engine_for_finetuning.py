@@ -339,15 +339,17 @@ def is_sharded(data_loader):
     return getattr(data_loader.sampler, "world_size", 1) > 1
 
 
-def evaluate(forward, data_loader, device, precision, input_dtype=None):
+def evaluate(forward, data_loader, device, precision, input_dtype=None, max_bad_fraction=1.0):
     """Single-view accuracy on a sharded validation set, the same on every rank.
 
-    Items whose video could not be decoded (num_bad > 0) are left out and counted.
-    Returns dict(loss, acc1, acc5, videos, bad_videos).
+    Items whose video could not be decoded (num_bad > 0) are left out and counted; more
+    than max_bad_fraction of them raise BadDataError. Returns dict(loss, acc1, acc5,
+    videos, bad_videos).
     """
     outputs = gather_outputs(run_inference(forward, data_loader, device, precision, input_dtype), device,
                              sharded=is_sharded(data_loader))
     valid = outputs["num_bad"] == 0
+    check_bad_fraction(int((~valid).sum()), int(valid.sum()), max_bad_fraction, where="in the validation list")
     logits, labels = outputs["outputs"][valid], outputs["label"][valid]
     if not len(labels):
         raise RuntimeError("no validation video could be decoded")

@@ -19,7 +19,7 @@ import utils
 from clip_lists import read_clip_list, split_list
 from engine_for_finetuning import topk_correct
 from extract_features import build_encoder, compute_features, encoder_parser
-from flags import POSITIVE_INT
+from flags import POSITIVE_FLOAT, POSITIVE_INT, check_paths
 
 KNN_CHUNK = 1024  # queries per similarity matrix: 1024 x bank floats at a time
 
@@ -30,7 +30,7 @@ def get_args_parser():
     knn = parser.add_argument_group("k-NN")
     knn.add_argument("--nb_classes", type=POSITIVE_INT, required=True, help="number of classes of the lists")
     knn.add_argument("--nb_knn", type=POSITIVE_INT, nargs="+", default=[200], help="neighbour counts k to evaluate")
-    knn.add_argument("--temperature", type=float, default=0.07, help="T of the vote weights exp(sim / T)")
+    knn.add_argument("--temperature", type=POSITIVE_FLOAT, default=0.07, help="T of the vote weights exp(sim / T)")
     return parser
 
 
@@ -67,11 +67,14 @@ def main(args):
 
 def evaluate(args, env):
     """Prints and returns {k as used (capped at the bank size): dict(acc1, acc5, queries, bank)}."""
+    check_paths(args)
     args.precision = utils.resolve_precision(args.precision, env.device)
     print(utils.describe_run(args))
+    # Both lists before any feature: a missing val.csv is found at once, not after the bank's features.
+    bank_clips, query_clips = split_clips(args, "train"), split_clips(args, "val")
     encoder = build_encoder(args).to(env.device)
-    bank = compute_features(encoder, split_clips(args, "train"), args, env)
-    queries = compute_features(encoder, split_clips(args, "val"), args, env)
+    bank = compute_features(encoder, bank_clips, args, env, "the bank (train.csv)")
+    queries = compute_features(encoder, query_clips, args, env, "the queries (val.csv)")
     results = {}
     for k in args.nb_knn:
         scores = knn_classify(bank["features"], bank["labels"], queries["features"], args.nb_classes, k,

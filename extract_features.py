@@ -23,9 +23,9 @@ import dist_utils
 import utils
 from checkpoint import checkpoint_state_dict, load_checkpoint, save_checkpoint_atomic
 from clip_lists import read_clip_list, resolve_clip_list
-from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES
+from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES, check_bad_fraction
 from engine_for_finetuning import eval_loader, eval_view_dataset, gather_outputs, run_inference
-from flags import BoolFlag, parent_parser
+from flags import BoolFlag, check_paths, parent_parser
 from modeling_finetune import MODELS, create_classifier, load_pretrained_encoder
 
 
@@ -64,11 +64,13 @@ def build_encoder(args):
     return encoder.eval()
 
 
-def compute_features(encoder, clips, args, env, tokens=False):
-    """Features of every clip [(path, label)], spread over the ranks and gathered on every rank.
+def compute_features(encoder, clips, args, env, what, tokens=False):
+    """Features of every clip [(path, label)] (`what`, e.g. a list's path, names them in errors), spread
+    over the ranks and gathered on every rank.
 
     Returns dict: features float32 (n, D) or (n, N, D), labels int64 (n,), paths (n,),
-    and bad_paths, the videos left out because they could not be decoded.
+    and bad_paths, the videos left out because they could not be decoded; more than
+    --max_bad_fraction of them, counted over the whole list, raise BadDataError.
     """
     forward = encoder.forward_tokens if tokens else encoder.forward_features
     start = time.time()
@@ -77,6 +79,7 @@ def compute_features(encoder, clips, args, env, tokens=False):
     decoded = outputs["num_bad"] == 0
     print(f"features of {int(decoded.sum())} videos in {time.time() - start:.0f} s"
           + (f"; {int((~decoded).sum())} could not be decoded and are left out" if not decoded.all() else ""))
+    check_bad_fraction(int((~decoded).sum()), int(decoded.sum()), args.max_bad_fraction, where=f"of {what}")
     return {"features": outputs["outputs"][decoded], "labels": outputs["label"][decoded],
             "paths": [clips[i][0] for i in outputs["index"][decoded].tolist()],
             "bad_paths": [clips[i][0] for i in outputs["index"][~decoded].tolist()]}
@@ -87,12 +90,13 @@ def main(args):
 
 
 def extract(args, env):
+    check_paths(args)  # an unwritable --output fails now, not after every feature is computed
     args.precision = utils.resolve_precision(args.precision, env.device)
     print(utils.describe_run(args))
     list_path, root = resolve_clip_list(args.data_path, args.data_path_csv)
     clips = read_clip_list(list_path, root)
     encoder = build_encoder(args).to(env.device)
-    result = compute_features(encoder, clips, args, env, tokens=args.tokens)
+    result = compute_features(encoder, clips, args, env, list_path, tokens=args.tokens)
     result.update(grid=tuple(encoder.patch_embed.grid_size), args=vars(args),
                   pooling="tokens" if args.tokens else "fc_norm of the mean token" if args.use_mean_pooling
                   else "mean of the final-norm tokens")

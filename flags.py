@@ -13,6 +13,7 @@ one line naming the flag and exit status 2, never a traceback.
 import argparse
 import os
 
+from checkpoint import is_hub_reference
 from utils import AUTOCAST_DTYPES
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -98,6 +99,40 @@ NON_NEGATIVE_INT = checked(int, lambda v: v >= 0, "not be negative")
 POSITIVE_FLOAT = checked(float, lambda v: v > 0, "be positive")
 NON_NEGATIVE_FLOAT = checked(float, lambda v: v >= 0, "not be negative")
 FRACTION = checked(float, lambda v: 0 <= v <= 1, "be in [0, 1]")
+UNIT_INTERVAL_OPEN = checked(float, lambda v: 0 <= v < 1, "be in [0, 1)")
+
+
+# Flags naming a checkpoint to read (a local path or a hub reference), and the files and folders written.
+CHECKPOINT_FLAGS = ("resume", "finetune")
+OUTPUT_FLAGS = {"output_dir": "folder", "log_dir": "folder", "output": "file"}
+
+
+def check_paths(args):
+    """Raises, naming the flag and the path, when a file to read is missing (--resume, --finetune,
+    --teacher_weights) or a place to write cannot be written (--output_dir, --log_dir, --output).
+    Entry points call it first, so that a wrong path stops a run before any work, not after it."""
+    for flag in (*CHECKPOINT_FLAGS, "teacher_weights"):
+        path = getattr(args, flag, None)
+        if path and not os.path.exists(path) and not (flag in CHECKPOINT_FLAGS and is_hub_reference(path)):
+            raise FileNotFoundError(f"--{flag} {path}: no such file or folder")
+    for flag, kind in OUTPUT_FLAGS.items():
+        path = getattr(args, flag, None)
+        if path:
+            _check_writable(f"--{flag}", path, kind)
+
+
+def _check_writable(flag, path, kind):
+    """A `kind` ("file" or "folder") at `path` can be written: it is not the other kind, and its nearest
+    existing folder (created later, as needed) is a writable folder. Nothing is created here."""
+    if os.path.exists(path) and os.path.isdir(path) != (kind == "folder"):
+        raise ValueError(f"{flag} {path}: is a {'folder' if kind == 'file' else 'file'}, not a {kind}")
+    existing = os.path.abspath(path if kind == "folder" else os.path.dirname(os.path.abspath(path)))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise NotADirectoryError(f"{flag} {path}: {existing} is a file, so the {kind} cannot be made")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"{flag} {path}: the folder {existing} is not writable")
 
 
 def parent_parser(name, description, lists, models, training=False, data_sets=None):
@@ -172,7 +207,7 @@ def parent_parser(name, description, lists, models, training=False, data_sets=No
                           "has it, fp16 with a loss scaler on older GPUs, fp32 on CPU)")
     run.add_argument("--seed", type=int, default=0,
                      help="seeds everything random: the initial weights, data order, augmentations, masks")
-    run.add_argument("--dist_timeout", type=float, default=30,
+    run.add_argument("--dist_timeout", type=POSITIVE_FLOAT, default=30,
                      help="minutes a collective may wait for a rank that neither progresses nor exits")
     if training:
         _add_logging_and_checkpoint_flags(run)
@@ -182,10 +217,10 @@ def parent_parser(name, description, lists, models, training=False, data_sets=No
 def _add_optimisation_flags(optim):
     optim.add_argument("--epochs", type=POSITIVE_INT, help="training epochs")
     optim.add_argument("--opt", default="adamw", choices=["adamw"], help="optimiser")
-    optim.add_argument("--opt_betas", type=float, nargs=2, metavar=("BETA1", "BETA2"),
+    optim.add_argument("--opt_betas", type=UNIT_INTERVAL_OPEN, nargs=2, metavar=("BETA1", "BETA2"),
                        help="AdamW betas; pretraining's 0.95 (not 0.999) adapts faster to the changing targets, "
                             "as in MAE")
-    optim.add_argument("--opt_eps", type=float, default=1e-8, help="AdamW epsilon")
+    optim.add_argument("--opt_eps", type=NON_NEGATIVE_FLOAT, default=1e-8, help="AdamW epsilon")
     optim.add_argument("--weight_decay", type=NON_NEGATIVE_FLOAT, default=0.05, help="AdamW weight decay")
     optim.add_argument("--weight_decay_end", type=float, default=None,
                        help="final weight decay of a cosine schedule (default: --weight_decay, constant)")

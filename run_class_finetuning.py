@@ -41,11 +41,11 @@ import dist_utils
 import training_state
 import utils
 from checkpoint import load_checkpoint
-from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES, build_dataset, training_loader
+from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES, build_dataset, check_bad_fraction, training_loader
 from engine_for_finetuning import (FeatureDataset, FeatureProbe, VideoMixup, describe_scores, eval_loader,
                                    eval_view_dataset, evaluate, freeze_backbone, gather_outputs, is_sharded,
                                    merge_views, pooled_tokens, run_inference, save_predictions, train_one_epoch)
-from flags import (FRACTION, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, BoolFlag, checked,
+from flags import (FRACTION, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, BoolFlag, check_paths, checked,
                    parent_parser)
 from modeling_finetune import MODELS, create_classifier, load_pretrained_encoder
 from optim_factory import create_optimizer, scaled_schedules
@@ -177,10 +177,12 @@ def main(args):
 
 def run(args, env):
     device = env.device
+    check_paths(args)
     if args.enable_deepspeed and not args.eval and not torch.distributed.is_initialized():
         raise RuntimeError("--enable_deepspeed needs a process group: start with torchrun, also for one process "
                            "(torchrun --standalone --nproc_per_node=1 run_class_finetuning.py ...)")
     utils.start_run(args, env, written="prediction")
+    training_state.clean_output_dir(args, env, also=[PREDICTIONS_FILE])
 
     dist_utils.seed_everything(args.seed)  # the same initial weights on every rank
     test_set, args.nb_classes = build_dataset(is_train=False, test_mode=True, args=args)
@@ -253,7 +255,8 @@ def run(args, env):
 
         is_best = False
         if val_set is not None:
-            val = evaluate(data.evaluated(classifier), data.val_loader, device, args.precision, input_dtype)
+            val = evaluate(data.evaluated(classifier), data.val_loader, device, args.precision, input_dtype,
+                           max_bad_fraction=args.max_bad_fraction)
             is_best = val["acc1"] > max_accuracy
             max_accuracy = max(max_accuracy, val["acc1"])
             print(f"Accuracy of the network on the {val['videos']} val videos: top-1 {val['acc1']:.2f}%, "
@@ -268,8 +271,9 @@ def run(args, env):
                                   (epoch + 1) * steps_per_epoch)
         keep = (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs
         if args.output_dir and args.save_ckpt and (keep or data.saves_every_epoch):
-            save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, epoch, max_accuracy,
+            save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, record, max_accuracy,
                              is_best and data.saves_every_epoch, keep)
+        # After the checkpoint, which holds the line too: a kill in between loses it only until the resume.
         utils.log_epoch(record, args, env)
 
     print(f"training done: epochs {start_epoch}-{args.epochs - 1} in {(time.time() - start_time) / 60:.1f} min")
@@ -343,6 +347,11 @@ class CachedFeatures:
             outputs = run_inference(lambda videos: pooled_tokens(classifier, videos), eval_loader(dataset, args, env),
                                     env.device, args.precision)
             features[name] = gather_outputs(outputs, env.device)
+            # Judged here, before an epoch is trained or saved, as the runs on clips judge theirs; per video,
+            # as the test reads several views of each.
+            videos = features[name].get("video_id", features[name]["index"])
+            bad = len(videos[features[name]["num_bad"] > 0].unique())
+            check_bad_fraction(bad, len(videos.unique()) - bad, args.max_bad_fraction, where=f"in the {name} list")
             print(f"cached the encoder's pooled features of {len(dataset)} {name} clips in {time.time() - start:.0f} s")
         decoded = features["train"]["num_bad"] == 0
         train = FeatureDataset({key: value[decoded] for key, value in features["train"].items()})
@@ -422,29 +431,39 @@ def start_deepspeed(classifier, optimizer, args):
 
 
 def resume(model, classifier, optimizer, scaler, model_ema, args, env):
-    """Restores the newest complete checkpoint in --output_dir, else --resume; returns (start epoch, best acc1)."""
+    """Restores the newest complete checkpoint in --output_dir, else --resume; returns (start epoch, best acc1).
+    Resuming from --output_dir also puts its log.txt in step with the checkpoint."""
     if args.enable_deepspeed:
-        client_state = training_state.restore_deepspeed(model, args)
-        return (0, 0.0) if client_state is None else (client_state["epoch"] + 1, client_state["max_accuracy"])
-    path, checkpoint, _ = training_state.find_start(args, env)
-    if path is None:
-        return 0, 0.0
-    # own_run=True also for --resume: a fine-tuning run continues a run of this code, whose optimizer must fit.
-    start_epoch = training_state.restore(checkpoint, path, classifier, optimizer, scaler, model_ema=model_ema)
-    return start_epoch, checkpoint.get("max_accuracy", 0.0)
+        checkpoint, own_run = training_state.restore_deepspeed(model, args)
+        start = (0, 0.0) if checkpoint is None else (checkpoint["epoch"] + 1, checkpoint["max_accuracy"])
+    else:
+        path, checkpoint, own_run = training_state.find_start(args, env)
+        start = (0, 0.0)
+        if path is not None:
+            # own_run=True also for --resume: a fine-tuning run continues a run of this code, whose optimizer
+            # must fit.
+            start = (training_state.restore(checkpoint, path, classifier, optimizer, scaler, model_ema=model_ema),
+                     checkpoint.get("max_accuracy", 0.0))
+    if own_run and env.is_main:
+        training_state.restore_log(args.output_dir, checkpoint)
+    return start
 
 
-def save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, epoch, max_accuracy, is_best, keep):
+def save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, record, max_accuracy, is_best, keep):
     """checkpoint-latest.pth every epoch, checkpoint-{epoch}.pth when `keep`, checkpoint-best.pth (weights only)
-    at a new best validation top-1; a DeepSpeed run writes DeepSpeed's folders instead (training_state.py)."""
+    at a new best validation top-1; a DeepSpeed run writes DeepSpeed's folders instead (training_state.py).
+    Each holds the epoch's log line `record`."""
+    epoch = record["epoch"]
     if args.enable_deepspeed:
-        training_state.save_deepspeed(model, args.output_dir, dict(epoch=epoch, max_accuracy=max_accuracy), is_best,
+        client_state = {"epoch": epoch, "max_accuracy": max_accuracy, training_state.EPOCH_RECORD: record}
+        training_state.save_deepspeed(model, args.output_dir, client_state, is_best,
                                       previous_kept=epoch % args.save_ckpt_freq == 0, is_main=env.is_main)
         return
     if not env.is_main:
         return
     state = dict(model=classifier.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch,
-                 scaler=scaler.state_dict(), args=args, max_accuracy=max_accuracy)
+                 scaler=scaler.state_dict(), args=args, max_accuracy=max_accuracy,
+                 **{training_state.EPOCH_RECORD: record})
     if model_ema is not None:
         state["model_ema"] = model_ema.module.state_dict()
     best = dict(model=classifier.state_dict(), epoch=epoch, args=args, max_accuracy=max_accuracy) if is_best else None
@@ -463,6 +482,9 @@ def multi_view_test(forward, loader, test_set, args, env, input_dtype=None):
     scores = merge_views(outputs["outputs"], outputs["video_id"], outputs["view"], outputs["label"],
                          outputs["num_bad"])
     print(describe_scores(scores, test_set.views_per_video) + f" ({time.time() - start:.0f} s)")
+    # Before the predictions are saved: a score over a fraction of the list is not the list's score.
+    check_bad_fraction(len(scores["unscored_videos"]), scores["videos"], args.max_bad_fraction,
+                       where="in the test list")
     if env.is_main and args.output_dir:
         path = os.path.join(args.output_dir, PREDICTIONS_FILE)
         save_predictions(outputs, path, test_set.clips)

@@ -28,7 +28,8 @@ import utils
 from datasets import build_pretraining_dataset, check_bad_fraction, training_loader
 from dino_teacher import DINO_TEACHERS
 from engine_for_pretraining import train_one_epoch
-from flags import FRACTION, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, BoolFlag, checked, parent_parser
+from flags import (FRACTION, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_INTERVAL_OPEN, BoolFlag, check_paths,
+                   parent_parser)
 from masking_generator import MASK_GENERATORS
 from modeling_pretrain import (ARCHITECTURE_ARGS, LOSS_FUNCS, MODELS, TARGET_TYPES, TEACHER_PRECISIONS,
                                create_pretrain_model, pretrain_model_config)
@@ -51,7 +52,7 @@ def get_args_parser():
     masking.add_argument("--mask_type", default="tube", choices=sorted(MASK_GENERATORS),
                          help="tube: the same spatial positions in every frame, so a masked patch cannot be "
                               "copied from a neighbouring frame; random: anywhere")
-    masking.add_argument("--mask_ratio", type=checked(float, lambda v: 0 <= v < 1, "be in [0, 1)"), default=0.9,
+    masking.add_argument("--mask_ratio", type=UNIT_INTERVAL_OPEN, default=0.9,
                          help="share of tokens hidden from the encoder (video is redundant, so 0.9)")
 
     model = groups["model"]
@@ -105,7 +106,9 @@ def main(args):
 
 def train(args, env):
     device = env.device
+    check_paths(args)
     utils.start_run(args, env, written="TensorBoard")
+    training_state.clean_output_dir(args, env)
 
     path, checkpoint, own_run = training_state.find_start(args, env)
     if checkpoint is not None:
@@ -149,6 +152,8 @@ def train(args, env):
     if checkpoint is not None:
         start_epoch = training_state.restore(checkpoint, path, model_without_ddp, optimizer, scaler, own_run)
         training_state.report_changed_settings(checkpoint.get("args"), args)
+        if own_run and env.is_main:
+            training_state.restore_log(args.output_dir, checkpoint)
 
     print(utils.describe_run(args))
     n_parameters = sum(p.numel() for p in model_without_ddp.parameters() if p.requires_grad)
@@ -168,16 +173,19 @@ def train(args, env):
             start_step=epoch * steps_per_epoch, num_steps=steps_per_epoch, lr_schedule=lr_schedule,
             wd_schedule=wd_schedule, device=device, precision=args.precision, clip_grad=args.clip_grad,
             print_freq=args.print_freq, scalar_logger=scalar_logger, frozen=frozen)
+        # Before saving: an epoch trained on too many substitutes for bad videos is not kept, so the rerun
+        # after the fix trains it again. The counts are global, so every rank decides alike.
+        check_bad_fraction(stats["bad_videos"], stats["clips"] // args.num_sample, args.max_bad_fraction,
+                           where=f"in epoch {epoch}")
+        record = {**{f"train_{k}": v for k, v in stats.items()}, "epoch": epoch, "n_parameters": n_parameters}
         if env.is_main and args.output_dir:
             numbered = (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs
             state = dict(model=model_without_ddp.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch,
-                         scaler=scaler.state_dict(), args=args, step=(epoch + 1) * steps_per_epoch)
+                         scaler=scaler.state_dict(), args=args, step=(epoch + 1) * steps_per_epoch,
+                         **{training_state.EPOCH_RECORD: record})
             training_state.save(args.output_dir, state, numbered)
-        utils.log_epoch({**{f"train_{k}": v for k, v in stats.items()}, "epoch": epoch, "n_parameters": n_parameters},
-                        args, env)
-        # After saving, so the epoch is kept; the counts are global, so every rank decides alike.
-        check_bad_fraction(stats["bad_videos"], stats["clips"] // args.num_sample, args.max_bad_fraction,
-                           where=f"in epoch {epoch}")
+        # After the checkpoint: a kill in between loses this line only until the resume restores it.
+        utils.log_epoch(record, args, env)
 
     minutes = (time.time() - start_time) / 60
     if start_epoch < args.epochs:

@@ -6,7 +6,13 @@ Files in --output_dir:
   published VideoMAE/SIGMA layout), plus step (pretraining), or max_accuracy and
   model_ema (fine-tuning). Each file is written atomically (complete or absent, never
   truncated), so resuming never meets a half-written newest file.
+  The numbered file is written once: checkpoint-latest.pth is then a second name of it
+  (a hard link, or a copy where the filesystem has none).
 - checkpoint-best.pth: the weights of the best validation top-1 (fine-tuning).
+- log.txt: one JSON line per finished epoch. Each checkpoint also holds its epoch's line
+  (`epoch_record`), written to log.txt only after the checkpoint is complete; resuming
+  puts log.txt back in step with the checkpoint (:func:`restore_log`), so that a kill at
+  any moment loses no line and repeats none.
 - With DeepSpeed (fine-tuning), DeepSpeed's folders checkpoint-{epoch}/ and
   checkpoint-best/ instead, the newest named by DeepSpeed's `latest` file; ZeRO 1/2
   keep the whole weights in each folder's DEEPSPEED_MODEL_FILE.
@@ -14,6 +20,11 @@ Files in --output_dir:
 Where a run starts (:func:`find_start`): the newest complete checkpoint in
 --output_dir (the run's own), else --resume (a checkpoint of another run, a released
 one included). :func:`restore` then loads weights, optimiser and loss scaler.
+
+Every file is read weights-only (checkpoint.py); DeepSpeed's own files too, through
+:func:`load_deepspeed_file` with the few DeepSpeed classes they hold. A file that needs
+anything else is refused, naming it, also when it lies in --output_dir: a checkpoint
+that could run code is no torn file to skip silently.
 """
 import json
 import os
@@ -23,8 +34,10 @@ import shutil
 import torch
 
 import dist_utils
-from checkpoint import CheckpointError, load_checkpoint, save_checkpoint_atomic
+from checkpoint import (CheckpointError, UnsafeCheckpointError, link_atomic, load_checkpoint,
+                        remove_stale_temporaries, save_checkpoint_atomic, save_text_atomic)
 from optim_factory import uses_weight_decay
+from utils import LOG_FILE
 
 LATEST_CHECKPOINT = "checkpoint-latest.pth"
 BEST_CHECKPOINT = "checkpoint-best.pth"
@@ -36,6 +49,10 @@ DEEPSPEED_TAG = "checkpoint-{}"
 DEEPSPEED_BEST_TAG = "checkpoint-best"
 DEEPSPEED_LATEST = "latest"
 DEEPSPEED_MODEL_FILE = "mp_rank_00_model_states.pt"
+# The checkpoint key of the epoch's log.txt line.
+EPOCH_RECORD = "epoch_record"
+# Files whose atomic writes may leave temporaries in --output_dir: every checkpoint-*.pth, log.txt.
+WRITTEN_FILES = ("checkpoint-*", LOG_FILE)
 
 
 class OptimizerStateMismatchError(ValueError):
@@ -47,11 +64,15 @@ class OptimizerStateMismatchError(ValueError):
 # ---------------------------------------------------------------------------------
 
 def save(output_dir, state, numbered, best=None):
-    """Writes `state` to checkpoint-latest.pth and, if `numbered`, to checkpoint-{epoch}.pth;
-    `best`, if given, to checkpoint-best.pth."""
+    """Writes `state` to checkpoint-latest.pth and, if `numbered`, to checkpoint-{epoch}.pth (written
+    once, linked as latest); `best`, if given, to checkpoint-best.pth."""
+    latest = os.path.join(output_dir, LATEST_CHECKPOINT)
     if numbered:
-        save_checkpoint_atomic(state, os.path.join(output_dir, f"checkpoint-{state['epoch']}.pth"))
-    save_checkpoint_atomic(state, os.path.join(output_dir, LATEST_CHECKPOINT))
+        path = os.path.join(output_dir, f"checkpoint-{state['epoch']}.pth")
+        save_checkpoint_atomic(state, path)
+        link_atomic(path, latest)
+    else:
+        save_checkpoint_atomic(state, latest)
     if best is not None:
         save_checkpoint_atomic(best, os.path.join(output_dir, BEST_CHECKPOINT))
 
@@ -100,12 +121,60 @@ def find_latest(output_dir):
             missing = [key for key in TRAINING_KEYS if key not in checkpoint]
             if missing:
                 raise CheckpointError(f"{path} is not a training checkpoint: it has no {', '.join(missing)}")
+        except UnsafeCheckpointError:
+            raise
         except CheckpointError as error:
             print(f"WARNING: not resuming from {path}: {error}", flush=True)
             continue
         if best is None or checkpoint["epoch"] > best["epoch"]:
             best_path, best = path, checkpoint
     return best_path, best
+
+
+def clean_output_dir(args, env, also=()):
+    """Removes from --output_dir (not below it) the temporaries of saves that a killed run cut short:
+    a checkpoint's can weigh as much as the checkpoint. `also`: the other files (shell patterns) the
+    entry point writes there atomically. On the main rank, before it writes anything."""
+    if env.is_main and args.output_dir:
+        for path in remove_stale_temporaries(args.output_dir, (*WRITTEN_FILES, *also)):
+            print(f"removed {path}: the temporary of a save cut short by an earlier run")
+
+
+def restore_log(output_dir, checkpoint):
+    """Puts OUTPUT_DIR/log.txt in step with `checkpoint` (a dict with epoch and, from this code, the
+    epoch's line under EPOCH_RECORD; DeepSpeed's client state too), the one this run resumes from.
+
+    A run saves an epoch's checkpoint, then appends its line; a kill in between loses the
+    line, a kill during the append tears it, and epochs trained after a kept checkpoint but
+    not saved (the cached probe saves only kept epochs) are trained and logged again. So:
+    a torn last line is dropped, lines of later epochs are dropped, and the checkpoint's own
+    line (absent from files of older code) is appended if its epoch has none.
+    Lines without an epoch (the test scores) are kept.
+    """
+    epoch, record = int(checkpoint["epoch"]), checkpoint.get(EPOCH_RECORD)
+    path = os.path.join(output_dir, LOG_FILE)
+    text = ""
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()
+    kept, logged = [], False
+    for line in lines:
+        try:
+            line_epoch = json.loads(line).get("epoch")
+        except (ValueError, AttributeError):
+            line_epoch = None
+        if isinstance(line_epoch, int) and line_epoch > epoch:
+            continue
+        logged |= line_epoch == epoch
+        kept.append(line)
+    if not logged and record is not None:
+        kept.append(json.dumps(record) + "\n")
+        print(f"log.txt: restored the line of epoch {epoch} from its checkpoint")
+    if "".join(kept) != text:
+        save_text_atomic("".join(kept), path)
 
 
 def find_start(args, env):
@@ -207,19 +276,41 @@ def restore(checkpoint, source, model, optimizer, scaler, own_run=True, model_em
 
 def restore_deepspeed(engine, args):
     """Restores a DeepSpeed engine from --output_dir's `latest` (--auto_resume), else from the folder
-    --resume; returns its client state dict(epoch, max_accuracy), or None when there is nothing to resume."""
+    --resume; returns (its client state dict(epoch, max_accuracy, EPOCH_RECORD), whether it is
+    --output_dir's), or (None, False) when there is nothing to resume."""
     latest = os.path.join(args.output_dir, DEEPSPEED_LATEST) if args.output_dir else ""
-    if args.auto_resume and os.path.isfile(latest):
+    own_run = args.auto_resume and os.path.isfile(latest)
+    if own_run:
         load_dir, tag = args.output_dir, None
     elif args.resume:
         load_dir, tag = os.path.split(os.path.normpath(args.resume))
     else:
-        return None
+        return None, False
+    # DeepSpeed reads its files with torch.load(weights_only=False), which runs whatever a crafted
+    # file holds; every read of this engine goes through its checkpoint engine's load.
+    engine.checkpoint_engine.load = load_deepspeed_file
     path, client_state = engine.load_checkpoint(load_dir, tag=tag)
     if path is None:
         raise FileNotFoundError(f"no DeepSpeed checkpoint {tag or 'named by ' + DEEPSPEED_LATEST} in {load_dir}")
     print(f"resumed from {path} (epoch {client_state['epoch']} done)")
-    return client_state
+    return client_state, own_run
+
+
+def deepspeed_safe_globals():
+    """The classes DeepSpeed pickles into its checkpoint files beside tensors and containers: the loss
+    scaler of its optimizer (static or dynamic), the ZeRO stage, and where each parameter sits in a
+    flat partition. Rebuilt weights-only: their fields are set, none of their code runs."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+def load_deepspeed_file(path, map_location=None):
+    """A file of a DeepSpeed checkpoint folder, loaded weights-only (the signature of DeepSpeed's
+    CheckpointEngine.load); one that needs other classes raises UnsafeCheckpointError naming it."""
+    return load_checkpoint(path, map_location=map_location, safe_globals=deepspeed_safe_globals())
 
 
 def _check_optimizer_shapes(optimizer, source):

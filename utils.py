@@ -22,6 +22,8 @@ import dist_utils
 # ---------------------------------------------------------------------------------
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
+# One JSON line per finished epoch (and the test scores) in --output_dir.
+LOG_FILE = "log.txt"
 
 
 def resolve_precision(requested, device):
@@ -99,8 +101,11 @@ def save_json(obj, path):
 
 
 def append_json_line(obj, path):
+    # One write, on disk before the next checkpoint: a crash then loses no line it holds.
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(obj) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 # ---------------------------------------------------------------------------------
@@ -134,7 +139,7 @@ def start_records(args, env):
 def log_epoch(record, args, env):
     """Appends one JSON line to OUTPUT_DIR/log.txt, on the main rank."""
     if env.is_main and args.output_dir:
-        append_json_line(record, os.path.join(args.output_dir, "log.txt"))
+        append_json_line(record, os.path.join(args.output_dir, LOG_FILE))
 
 
 class ScalarLogger:

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from checkpoint import (CheckpointError, checkpoint_state_dict, load_checkpoint, resolve_hub_file,  # noqa: E402
                         save_checkpoint_atomic, save_safetensors_atomic)
+from flags import NON_NEGATIVE_FLOAT, POSITIVE_INT  # noqa: E402
 from masking_generator import build_masking_generator, mask_indices  # noqa: E402
 from modeling_finetune import (CLASSIFIER_ONLY, LAYER_NORM_EPS, build_classifier, encoder_preset_size,  # noqa: E402
                                encoder_state, is_pretraining_state)
@@ -437,11 +438,11 @@ def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    tolerance = dict(type=float, default=1e-4, help="largest max-abs output difference accepted by the check")
+    tolerance = dict(type=NON_NEGATIVE_FLOAT, default=1e-4, help="largest max-abs output difference the check accepts")
     revision = dict(default=None, help="hub revision of SOURCE (or write hf://OWNER/REPO@REV/PATH)")
 
     def clip_size(what):
-        return dict(type=int, default=None, help=f"{what} the model is built for; default: the checkpoint's args")
+        return dict(type=POSITIVE_INT, default=None, help=f"{what} the model is built for (default: the checkpoint's)")
 
     p = commands.add_parser("info", help="print what a checkpoint holds and its training settings")
     p.add_argument("source", help="checkpoint: local path or hf://OWNER/REPO[@REV]/PATH")
@@ -474,8 +475,7 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    # A context, not torch.set_grad_enabled(False): main() is also called in-process
-    # (tests, notebooks), where a global switch would outlive the call.
+    # A context, not torch.set_grad_enabled(False): main() is also called in-process, where a switch would last.
     with torch.no_grad():
         run_command(args)
 

@@ -35,7 +35,7 @@ air drumming,--nQbRBEz2s,104,114,val
 @pytest.fixture
 def kinetics(tmp_path):
     (tmp_path / "train.csv").write_text(KINETICS_TRAIN)
-    (tmp_path / "validate.csv").write_text(KINETICS_VAL)
+    (tmp_path / "val.csv").write_text(KINETICS_VAL)
     return tmp_path
 
 
@@ -46,7 +46,7 @@ def test_kinetics_split_layout_sorted_classes_and_missing_files(kinetics):
           "train/zzz_yyy-xx1_000000_000010.mp4", "val/a1b2c3d4e5f_000003_000013.mp4",
           "val/--nQbRBEz2s_000104_000114.mp4")
     out = kinetics / "lists"
-    ca.main(["kinetics", "--train_csv", str(kinetics / "train.csv"), "--val_csv", str(kinetics / "validate.csv"),
+    ca.main(["kinetics", "--train_csv", str(kinetics / "train.csv"), "--val_csv", str(kinetics / "val.csv"),
              "--video_root", str(root), "--layout", "split", "--out_dir", str(out)])
     assert lines(out / "classes.txt") == ["abseiling", "air drumming", "zumba"]
     assert lines(out / "train.csv") == ["train/--07WQ2iBlw_000001_000011.mp4 0",
@@ -64,7 +64,7 @@ def test_kinetics_split_layout_sorted_classes_and_missing_files(kinetics):
 def test_kinetics_class_layout_absolute_paths(kinetics):
     root = kinetics / "videos"
     touch(root, "train/abseiling/--07WQ2iBlw_000001_000011.mp4", "val/air_drumming/--nQbRBEz2s_000104_000114.mp4")
-    clips, classes = ca.read_kinetics({"train": kinetics / "train.csv", "val": kinetics / "validate.csv"},
+    clips, classes = ca.read_kinetics({"train": kinetics / "train.csv", "val": kinetics / "val.csv"},
                                       layout="split_class")
     assert clips["val"][1] == ("val/air_drumming/--nQbRBEz2s_000104_000114.mp4", 1)
     summary = ca.write_clip_lists(kinetics / "lists", clips, root, classes, absolute_paths=True)
@@ -86,16 +86,16 @@ def test_kinetics_malformed_lines_name_file_and_line(kinetics, text, message):
 
 
 def test_kinetics_validation_label_must_be_a_training_class(kinetics):
-    (kinetics / "validate.csv").write_text(KINETICS_VAL + "yodelling,abcdefghijk,0,10,val\n")
-    with pytest.raises(ca.AnnotationError, match=r"validate.csv:4: label 'yodelling' is not a class"):
-        ca.read_kinetics({"train": kinetics / "train.csv", "val": kinetics / "validate.csv"})
+    (kinetics / "val.csv").write_text(KINETICS_VAL + "yodelling,abcdefghijk,0,10,val\n")
+    with pytest.raises(ca.AnnotationError, match=r"val.csv:4: label 'yodelling' is not a class"):
+        ca.read_kinetics({"train": kinetics / "train.csv", "val": kinetics / "val.csv"})
 
 
 def test_wrong_video_root_is_an_error_not_an_empty_list(kinetics, capsys):
     (kinetics / "empty").mkdir()
     with pytest.raises(SystemExit, match="none of the 4 train videos exist"):
         ca.main(["kinetics", "--train_csv", str(kinetics / "train.csv"), "--val_csv",
-                 str(kinetics / "validate.csv"), "--video_root", str(kinetics / "empty"),
+                 str(kinetics / "val.csv"), "--video_root", str(kinetics / "empty"),
                  "--out_dir", str(kinetics / "lists")])
 
 

@@ -292,15 +292,16 @@ def test_few_shot_subset_is_fixed_and_balanced():
 
 # ---- DeepSpeed and several processes ------------------------------------------------------------------
 
-def torchrun(nproc, flags, timeout=300):
-    """`torchrun --standalone --nproc_per_node=N tests/dist_finetuning_worker.py FLAGS` on the CPU."""
+def torchrun(nproc, flags, timeout=300, succeeds=True):
+    """`torchrun --standalone --nproc_per_node=N tests/dist_finetuning_worker.py FLAGS` on the CPU; asserts
+    that it `succeeds` (exit status 0) or fails."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                os.path.join(REPO, "tests", "dist_finetuning_worker.py"), *flags]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
     start = time.monotonic()
     result = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout)
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    assert (result.returncode == 0) == succeeds, output
     return output, time.monotonic() - start
 
 
@@ -315,10 +316,23 @@ def test_deepspeed_trains_resumes_and_its_checkpoint_evaluates(synthetic_videos,
     assert (args["precision"], args["zero_stage"], args["num_training_steps_per_epoch"]) == ("bf16", 2, 3)
     assert (out / "checkpoint-0" / training_state.DEEPSPEED_MODEL_FILE).exists()
 
-    torchrun(1, [*flags, "--epochs", "2"])
-    assert [record.get("epoch") for record in epoch_log(out)] == [0, None, 1, None]  # resumed after epoch 0
+    # Killed between the checkpoint of epoch 1 and its log line: the resume restores the line from the checkpoint.
+    torchrun(1, [*flags, "--epochs", "2", "--kill_before_logging_epoch", "1"], succeeds=False)
+    assert [record.get("epoch") for record in epoch_log(out)] == [0, None]
     assert (out / "latest").read_text().strip() == "checkpoint-1"
     assert not (out / "checkpoint-0").exists()  # superseded, not a --save_ckpt_freq epoch
+    torchrun(1, [*flags, "--epochs", "2"])
+    assert [record.get("epoch") for record in epoch_log(out)] == [0, None, 1, None]  # resumed after epoch 1
+    assert (out / "latest").read_text().strip() == "checkpoint-1"
+
+    # DeepSpeed's own loader unpickles whatever its files hold; the resume reads them weights-only and refuses.
+    from test_safe_loading import Payload  # here: that module takes its flags from this one
+
+    marker = tmp_path / "pwned"
+    torch.save({"module": {}, "payload": Payload(marker)}, out / "checkpoint-1" / training_state.DEEPSPEED_MODEL_FILE)
+    output, _ = torchrun(1, [*flags, "--epochs", "3"], succeeds=False)
+    assert f"refused to load {out / 'checkpoint-1' / training_state.DEEPSPEED_MODEL_FILE}" in output
+    assert not marker.exists() and (out / "latest").read_text().strip() == "checkpoint-1"
 
     # The DeepSpeed checkpoint is tested without DeepSpeed, from its whole (ZeRO 1/2) weights; the message
     # names the file, so a user sees which checkpoint was scored.

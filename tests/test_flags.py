@@ -86,6 +86,7 @@ def test_a_shared_flag_keeps_each_entry_point_its_own_default():
     (["--batch_size", "two"], "argument --batch_size: invalid int value: 'two'"),
     (["--max_bad_fraction", "1.5"], "argument --max_bad_fraction: must be in [0, 1], got 1.5"),
     (["--num_workers", "-1"], "argument --num_workers: must not be negative, got -1"),
+    (["--dist_timeout", "0"], "argument --dist_timeout: must be positive, got 0.0"),
 ])
 def test_bad_shared_values_fail_naming_the_flag(capsys, entry_point, argv, message):
     _, parse, required, _ = ENTRY_POINTS[entry_point]

@@ -203,8 +203,8 @@ def test_truncated_checkpoint_is_never_resumed_from(synthetic_videos, tmp_path):
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
 
     pretrain(synthetic_videos, out, *flags)
-    # Resumed from checkpoint-0.pth, the newest complete one: epoch 1 trained again.
-    assert [r["epoch"] for r in epoch_log(out)] == [0, 1, 1]
+    # Resumed from checkpoint-0.pth, the newest complete one: epoch 1 trained again, its earlier line replaced.
+    assert [r["epoch"] for r in epoch_log(out)] == [0, 1]
     assert load_checkpoint(out / "checkpoint-latest.pth")["epoch"] == 1  # rewritten whole
 
 
@@ -273,6 +273,8 @@ def test_bad_videos_are_counted_and_too_many_stop_the_run(synthetic_videos, tmp_
     with pytest.warns(BadVideoWarning), pytest.raises(
             BadDataError, match=r"videos read in epoch 0 could not be decoded .*--max_bad_fraction 0.05"):
         pretrain(synthetic_videos, tmp_path / "strict", *flags, "--max_bad_fraction", "0.05")
+    # The epoch is judged before it is saved: after the fix, the rerun trains it instead of finding it done.
+    assert sorted(os.listdir(tmp_path / "strict")) == ["args.json", "tensorboard"]
 
 
 # ---- several processes ------------------------------------------------------------------------------
