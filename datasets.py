@@ -48,6 +48,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 from clip_lists import SPLIT_LISTS, read_clip_list, resolve_clip_list, split_list
 from masking_generator import build_masking_generator
 from video_decoding import BadVideoError, check_video_file, decode_sampled_frames
+from user_errors import UserError, UserValueError
 from video_transforms import EvalView, FinetuneTrainAugmentation, PretrainingAugmentation, normalize_video
 
 __all__ = [
@@ -75,7 +76,7 @@ SEGMENT_SAMPLED_DATASETS = {"SSV2"}
 NOT_FLIPPED_DATASETS = {"SSV2", CUSTOM_DATASET}
 
 
-class BadDataError(RuntimeError):
+class BadDataError(UserError, RuntimeError):
     """More of the videos read were bad than --max_bad_fraction allows."""
 
 
@@ -430,21 +431,21 @@ def build_dataset(is_train, test_mode, args):
 def _num_classes(data_set, nb_classes):
     if data_set == CUSTOM_DATASET:
         if not nb_classes or nb_classes < 1:
-            raise ValueError("--data_set custom needs --nb_classes")
+            raise UserValueError("--data_set custom needs --nb_classes")
         return nb_classes
     if data_set not in DATASET_NUM_CLASSES:
-        raise ValueError(f"--data_set {data_set!r} is not one of {sorted(DATASET_NUM_CLASSES)} "
+        raise UserValueError(f"--data_set {data_set!r} is not one of {sorted(DATASET_NUM_CLASSES)} "
                          f"or {CUSTOM_DATASET!r} (any clip list, with --nb_classes)")
     expected = DATASET_NUM_CLASSES[data_set]
     if nb_classes != expected:
-        raise ValueError(f"--data_set {data_set} has {expected} classes, but --nb_classes is {nb_classes}")
+        raise UserValueError(f"--data_set {data_set} has {expected} classes, but --nb_classes is {nb_classes}")
     return expected
 
 
 def _check_positive(**values):
     for name, value in values.items():
         if int(value) != value or value < 1:
-            raise ValueError(f"--{name} must be a positive integer, got {value}")
+            raise UserValueError(f"--{name} must be a positive integer, got {value}")
 
 
 # ---------------------------------------------------------------- loader helpers

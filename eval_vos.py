@@ -32,6 +32,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 
 import dist_utils
+import user_errors
 import utils
 from checkpoint import load_checkpoint
 from extract_features import build_encoder
@@ -252,7 +253,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     check_args(parser, args)
     if args.results_dir is not None:
-        return evaluate(args)
+        with user_errors.reported():  # scoring alone: one process, no launch
+            return evaluate(args)
     dist_utils.launch(evaluate, args, "video object segmentation")
 
 

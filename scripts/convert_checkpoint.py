@@ -42,6 +42,7 @@ from masking_generator import build_masking_generator, mask_indices  # noqa: E40
 from modeling_finetune import (CLASSIFIER_ONLY, LAYER_NORM_EPS, build_classifier, encoder_preset_size,  # noqa: E402
                                encoder_state, is_pretraining_state)
 from modeling_pretrain import create_pretrain_model, pretrain_model_config  # noqa: E402
+from user_errors import run_main  # noqa: E402
 from utils import format_args  # noqa: E402
 
 # ---- The key mapping, one table read in both directions ----------------------------------
@@ -497,4 +498,4 @@ def run_command(args):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
