@@ -152,23 +152,21 @@ def cleanup():
 def launch(entry, args, what):
     """Runs entry(args, env) in this process's group: the one main() of every entry point.
 
-    Only rank 0 prints. A user error (user_errors.USER_ERRORS: a missing file, a checkpoint that does
-    not fit, bad data) ends the process with one line on stderr and exit status 2; any other failure
-    keeps its traceback. A rank that fails names itself and the error (`what`, e.g. "pretraining",
-    says what stopped); torchrun then stops the ranks still running.
+    Only rank 0 prints. A rank that fails names itself and the error (`what`, e.g. "pretraining",
+    says what stopped), unless it is a user error, which the script's user_errors.run_main reports as
+    one line already; torchrun then stops the ranks still running. Errors propagate, so that in-process
+    callers (tests, notebooks) can catch them.
     """
-    several = os.environ.get("WORLD_SIZE", "1") != "1"  # read as text: a malformed value is reported below
-    with user_errors.reported(f"[rank {os.environ.get('RANK')}] " if several else ""):
-        env = init_distributed(args.device, args.dist_timeout)
-        if env.world_size > 1:
-            print_only_on_main(env.is_main)
-        try:
-            entry(args, env)
-        except BaseException as error:
-            if env.world_size > 1 and not isinstance(error, user_errors.USER_ERRORS):
-                print(f"[rank {env.rank}] {what} stopped: {type(error).__name__}: {error}", force=True, flush=True)
-            raise
-        cleanup()
+    env = init_distributed(args.device, args.dist_timeout)
+    if env.world_size > 1:
+        print_only_on_main(env.is_main)
+    try:
+        entry(args, env)
+    except BaseException as error:
+        if env.world_size > 1 and not isinstance(error, user_errors.USER_ERRORS):
+            print(f"[rank {env.rank}] {what} stopped: {type(error).__name__}: {error}", force=True, flush=True)
+        raise
+    cleanup()
 
 
 # ---------------------------------------------------------------------------------

@@ -253,10 +253,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     check_args(parser, args)
     if args.results_dir is not None:
-        with user_errors.reported():  # scoring alone: one process, no launch
-            return evaluate(args)
+        return evaluate(args)
     dist_utils.launch(evaluate, args, "video object segmentation")
 
 
 if __name__ == "__main__":
-    main()
+    user_errors.run_main(main)

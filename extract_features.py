@@ -20,6 +20,7 @@ import os
 import time
 
 import dist_utils
+import user_errors
 import utils
 from checkpoint import checkpoint_state_dict, load_checkpoint, save_checkpoint_atomic
 from clip_lists import read_clip_list, resolve_clip_list
@@ -103,4 +104,4 @@ def extract(args, env):
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    user_errors.run_main(main, get_args_parser().parse_args())

@@ -206,8 +206,9 @@ def _add_logging_and_checkpoint_flags(run):
     run.add_argument("--resume", default="", help="checkpoint to start from: a path or hf://OWNER/REPO/FILE")
     run.add_argument("--auto_resume", action=BoolFlag, default=True,
                      help="resume from the newest complete checkpoint in --output_dir (before --resume)")
-    run.add_argument("--print_freq", type=POSITIVE_INT, default=10,
-                     help="steps between log lines; also how often losses are read from the GPU and checked")
+    run.add_argument("--print_freq", type=POSITIVE_INT, default=None,
+                     help="steps between log lines; also how often losses are read from the GPU and checked "
+                          "(default: about every 10 s, calibrated from the first steps; progress.py)")
     run.add_argument("--run_name", help="run name in Weights & Biases")
     run.add_argument("--wandb", action=BoolFlag, default=False, help="also log to Weights & Biases")
     run.add_argument("--wandb_project", default="SIGMA", help="Weights & Biases project")

@@ -45,10 +45,10 @@ def one_line(error):
 
 
 @contextlib.contextmanager
-def reported(prefix=""):
+def reported():
     """Runs the block; a user error raised in it becomes one line on stderr and exit status 2.
 
-    prefix: put before the message, e.g. "[rank 3] " when several processes could print it.
+    Under torchrun the line starts with the rank ("[rank 3] "): every process may print it.
     """
     try:
         yield
@@ -56,6 +56,8 @@ def reported(prefix=""):
         if debugging():
             raise
         program = os.path.basename(sys.argv[0]) or "python"
+        several = os.environ.get("WORLD_SIZE", "1") != "1"  # text: a malformed value is itself the error
+        prefix = f"[rank {os.environ.get('RANK')}] " if several else ""
         sys.stdout.flush()
         # Written, not print()ed: dist_utils silences print() on all but the main rank.
         sys.stderr.write(f"{prefix}{program}: error: {one_line(error)} (traceback: {DEBUG_VARIABLE}=1)\n")
@@ -64,7 +66,7 @@ def reported(prefix=""):
 
 
 def run_main(main, *args):
-    """main(*args) with user errors reported as one line: the `if __name__ == "__main__"` of a script that
-    does not go through dist_utils.launch."""
+    """main(*args) with user errors reported as one line: every script's `if __name__ == "__main__"`.
+    (main() itself raises them, for in-process callers.)"""
     with reported():
         return main(*args)

@@ -4,7 +4,6 @@ The command line lives in flags.py, distributed setup and seeds in dist_utils.py
 the optimiser and schedules in optim_factory.py, what a run saves and restores in
 training_state.py, checkpoint file I/O in checkpoint.py.
 """
-import datetime
 import importlib.metadata
 import json
 import math
@@ -223,10 +222,6 @@ class MetricLogger:
         self.interval_start = now
         self._start_interval()
         return interval
-
-    def eta(self, done, total):
-        """Time left for `total` steps at this epoch's pace after `done` of them."""
-        return datetime.timedelta(seconds=int((time.perf_counter() - self.epoch_start) / done * (total - done)))
 
     def epoch_means(self):
         """The epoch's means of everything read so far."""
