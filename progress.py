@@ -36,7 +36,7 @@ def round_frequency(steps):
 
 
 def format_seconds(seconds):
-    return str(datetime.timedelta(seconds=int(max(seconds, 0))))
+    return str(datetime.timedelta(seconds=round(max(seconds, 0))))
 
 
 class Progress:
