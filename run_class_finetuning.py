@@ -135,7 +135,8 @@ def get_args_parser():
     ds = parser.add_argument_group("DeepSpeed")
     ds.add_argument("--enable_deepspeed", action="store_true",
                     help="train inside DeepSpeed (ZeRO, bf16/fp16 weights); start with torchrun, also for one "
-                         "process; --resume then names a checkpoint folder")
+                         "process; --resume then names a run folder (its newest checkpoint) or a checkpoint folder "
+                         "in it")
     ds.add_argument("--zero_stage", type=int, default=1, choices=[0, 1, 2],
                     help="ZeRO stage: 1 partitions the optimizer state over the processes, 2 also the gradients")
     return parser
