@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 
 from clip_lists import SPLIT_LISTS, read_clip_list, resolve_clip_list, split_list
 from masking_generator import build_masking_generator
-from video_decoding import BadVideoError, check_video_file, decode_sampled_frames
+from video_decoding import BadVideoError, check_video_file, decode_sampled_frames, native_stderr_silenced
 from user_errors import UserError, UserValueError
 from video_transforms import EvalView, FinetuneTrainAugmentation, PretrainingAugmentation, normalize_video
 
@@ -57,7 +57,8 @@ __all__ = [
     "read_clip_list", "resolve_clip_list", "seed_worker", "training_loader",
 ]
 
-# Our warnings name every bad file; ffmpeg's own messages about it would only repeat them.
+# Our warnings name every bad file; ffmpeg's own messages about it would only repeat them
+# (decord's "ERROR opening" lines ignore this level: _open_video silences them).
 decord.logging.set_level(decord.logging.QUIET)
 
 MAX_CONSECUTIVE_BAD = 20
@@ -118,8 +119,10 @@ def check_clip_files(clips, max_bad_fraction, list_path):
 def _open_video(path):
     check_video_file(path)
     try:
-        # One decoder thread: the parallelism is in the DataLoader workers.
-        return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        # One decoder thread: the parallelism is in the DataLoader workers. decord's C++ logger
+        # ignores the QUIET level for files it cannot open: silenced here.
+        with native_stderr_silenced():
+            return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     except Exception as error:  # decord raises RuntimeError, DECORDError or AssertionError
         raise BadVideoError(path, f"cannot open: {_first_line(error)}") from None
 

@@ -13,7 +13,7 @@ one line naming the flag and exit status 2, never a traceback.
 import argparse
 import os
 
-from utils import AUTOCAST_DTYPES
+from utils import AUTOCAST_DTYPES, default_loader_workers
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -144,7 +144,9 @@ def parent_parser(name, description, lists, models, training=False, data_sets=No
     data.add_argument("--max_bad_fraction", type=FRACTION,
                       help="stop when more than this share of the videos read cannot be decoded; evaluation "
                            "scores are comparable to published ones only when (almost) every video counts")
-    data.add_argument("--num_workers", type=NON_NEGATIVE_INT, default=10, help="data loader processes per GPU")
+    data.add_argument("--num_workers", type=NON_NEGATIVE_INT, default=default_loader_workers(),
+                      help="data loader processes per GPU (default: 10, or this process's share of the cores it may "
+                           "use when that is less; here %(default)s)")
     data.add_argument("--pin_mem", action=BoolFlag, default=True,
                       help="page-locked batches for faster copies to the GPU")
 

@@ -23,6 +23,18 @@ import dist_utils
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 
 
+MAX_LOADER_WORKERS = 10  # the published scripts' count, enough to keep one GPU fed
+
+
+def default_loader_workers():
+    """Data-loader processes per training process: the published 10, but no more than this process's share of
+    the cores it may run on (os.sched_getaffinity: what SLURM or taskset allows, not the machine's count),
+    shared by the LOCAL_WORLD_SIZE processes torchrun starts on the node. More would only compete for them."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    share = cores // max(int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1), 1)
+    return max(1, min(MAX_LOADER_WORKERS, share))
+
+
 def resolve_precision(requested, device):
     """The `--precision` to use: the request, or bf16 on GPUs that have it, fp16 on older GPUs, fp32 on CPU."""
     if requested is None:
