@@ -220,7 +220,7 @@ def segment(args, env):
     # The encoder as pretrained: its tokens after the final norm (not a classifier's fc_norm).
     args.use_mean_pooling = False
     print(utils.describe_run(args))
-    encoder = build_encoder(args).to(env.device)
+    encoder = build_encoder(args, clip_size_from_flags=True).to(env.device)
     for sequence in sequence_names(args.davis_root, args.split):
         start = time.time()
         truth, names = read_annotations(args.davis_root, sequence)
