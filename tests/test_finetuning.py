@@ -428,3 +428,16 @@ def test_deepspeed_resume_takes_the_run_folder_and_the_checkpoint_folder(tmp_pat
     # --eval without DeepSpeed reads the same weights from either.
     assert training_state.deepspeed_weights(args.resume) == str(
         tmp_path / "checkpoint-1" / training_state.DEEPSPEED_MODEL_FILE)
+
+
+def test_demo_probe_shows_progress_lines_shortened_and_logs_everything(tmp_path, capsys):
+    from scripts import demo_linear_probe
+
+    lines = ["loaded the encoder of x.pth", "Epoch [3/50] [ 4/12]  eta 0:00:08 (run 0:03:10 of training)  loss 1.2",
+             "features of 64 videos in 12 s"]
+    command = [sys.executable, "-c", f"print({chr(10).join(lines)!r})"]
+    demo_linear_probe.run_logged(command, tmp_path / "probe.log", "linear probe")
+    assert capsys.readouterr().out.splitlines() == [
+        "   linear probe: Epoch [3/50] [ 4/12]  eta 0:00:08 (run 0:03:10 of the probe)",
+        "   linear probe: features of 64 videos in 12 s"]
+    assert (tmp_path / "probe.log").read_text().splitlines()[1:] == lines
