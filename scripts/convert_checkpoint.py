@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# Run as `python scripts/convert_checkpoint.py` from anywhere: the modules live one level up.
+# Run from anywhere (`python scripts/convert_checkpoint.py`): the modules live one level up.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from checkpoint import (CheckpointError, checkpoint_state_dict, load_checkpoint, resolve_hub_file,  # noqa: E402
@@ -475,8 +475,7 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    # A context, not torch.set_grad_enabled(False): main() is also called in-process
-    # (tests, notebooks), where a global switch would outlive the call.
+    # A context, not torch.set_grad_enabled(False): in-process callers (tests) would keep a global switch.
     with torch.no_grad():
         run_command(args)
 
