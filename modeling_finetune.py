@@ -421,6 +421,10 @@ def encoder_state(state):
     return {k: v for k, v in strip_prefixes(state, ("backbone.",)).items() if not k.startswith(CLASSIFIER_ONLY)}
 
 
+class EncoderMismatchError(CheckpointError, ValueError):
+    """Encoder weights of other shapes than the model's (a ValueError, as before it was a CheckpointError)."""
+
+
 def describe_embedding_mismatch(saved, own):
     """What differs between two patch embeddings (D, 3, tubelet, patch, patch), in the flags' terms."""
     if saved is None or saved.shape == own.shape:
@@ -474,7 +478,7 @@ def load_pretrained_encoder(model, checkpoint):
                   for key, value in loadable.items() if value.shape != own[key].shape]
     if mismatched:
         difference = describe_embedding_mismatch(loadable.get("patch_embed.proj.weight"), own["patch_embed.proj.weight"])
-        raise CheckpointError(f"checkpoint does not fit this model: {difference}\n  " + "\n  ".join(mismatched))
+        raise EncoderMismatchError(f"checkpoint does not fit this model: {difference}\n  " + "\n  ".join(mismatched))
 
     allowed_unexpected = {"norm.weight", "norm.bias", "pos_embed"} if "norm.weight" not in own else {"pos_embed"}
     bad_unexpected = [key for key in unexpected

@@ -44,17 +44,18 @@ FINETUNE = dict(
     use_mean_pooling=True, wandb=False, wandb_project='SIGMA', warmup_epochs=5, warmup_lr=1e-06,
     warmup_steps=-1, weight_decay=0.05, weight_decay_end=None, zero_stage=1
 )
+# The encoder geometry is unset: the --finetune checkpoint's (encoder_geometry.py).
 EXTRACT = dict(
     batch_size=32, data_path_csv=None, data_set='custom', device='auto', dist_timeout=30, finetune='',
-    input_size=224, max_bad_fraction=0.01, model='vit_base_patch16_224', num_frames=16, num_workers=WORKERS,
-    pin_mem=True, precision=None, sampling_rate=4, seed=0, short_side_size=224, tokens=False, tubelet_size=2,
+    input_size=None, max_bad_fraction=0.01, model='vit_base_patch16_224', num_frames=None, num_workers=WORKERS,
+    pin_mem=True, precision=None, sampling_rate=4, seed=0, short_side_size=224, tokens=False, tubelet_size=None,
     use_mean_pooling=False
 )
 KNN = dict(
     batch_size=32, data_path_csv=None, data_set='custom', device='auto', dist_timeout=30, finetune='',
-    input_size=224, max_bad_fraction=0.01, model='vit_base_patch16_224', nb_knn=[200], num_frames=16,
+    input_size=None, max_bad_fraction=0.01, model='vit_base_patch16_224', nb_knn=[200], num_frames=None,
     num_workers=WORKERS, pin_mem=True, precision=None, sampling_rate=4, seed=0, short_side_size=224,
-    temperature=0.07, tubelet_size=2, use_mean_pooling=False
+    temperature=0.07, tubelet_size=None, use_mean_pooling=False
 )
 # entry point: (its parser, how it parses, the flags it requires besides --data_path, its defaults)
 ENTRY_POINTS = {
