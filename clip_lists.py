@@ -10,6 +10,13 @@ Fine-tuning reads ``train.csv``, ``val.csv`` and ``test.csv`` from ``--data_path
 """
 import os
 
+from user_errors import UserValueError
+
+
+class ClipListError(UserValueError):
+    """A clip list, or the --data_path / --data_path_csv that name it, that cannot be read as one."""
+
+
 SPLIT_LISTS = {"train": "train.csv", "val": "val.csv", "test": "test.csv"}
 
 
@@ -28,7 +35,7 @@ def read_clip_list(list_path, root=None, num_classes=None):
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data[:error.start].count(b"\n") + 1
-        raise ValueError(f"{list_path}:{line}: not UTF-8 text; is this a clip list?") from None
+        raise ClipListError(f"{list_path}:{line}: not UTF-8 text; is this a clip list?") from None
     root = os.path.dirname(os.path.abspath(list_path)) if root is None else root
     clips = []
     for number, line in enumerate(text.split("\n"), start=1):
@@ -36,18 +43,18 @@ def read_clip_list(list_path, root=None, num_classes=None):
         if not fields:
             continue
         if len(fields) != 2:
-            raise ValueError(f"{list_path}:{number}: expected 'path label', got {line.strip()!r} "
+            raise ClipListError(f"{list_path}:{number}: expected 'path label', got {line.strip()!r} "
                              f"({len(fields)} fields; paths may not contain whitespace)")
         path, label = fields
         try:
             label = int(label)
         except ValueError:
-            raise ValueError(f"{list_path}:{number}: the label {label!r} is not an integer") from None
+            raise ClipListError(f"{list_path}:{number}: the label {label!r} is not an integer") from None
         if num_classes is not None and not 0 <= label < num_classes:
-            raise ValueError(f"{list_path}:{number}: label {label} is outside [0, {num_classes})")
+            raise ClipListError(f"{list_path}:{number}: label {label} is outside [0, {num_classes})")
         clips.append((os.path.abspath(os.path.join(root, path)), label))
     if not clips:
-        raise ValueError(f"{list_path}: the clip list is empty")
+        raise ClipListError(f"{list_path}: the clip list is empty")
     return clips
 
 
@@ -60,7 +67,7 @@ def resolve_clip_list(data_path, data_path_csv=None):
     """
     if not data_path_csv:
         if os.path.isdir(data_path):
-            raise ValueError(f"--data_path {data_path} is a directory: give the clip list itself as "
+            raise ClipListError(f"--data_path {data_path} is a directory: give the clip list itself as "
                              "--data_path, or the list as --data_path_csv with --data_path as its video root")
         if not os.path.isfile(data_path):
             raise FileNotFoundError(f"--data_path {data_path}: no such clip list")
@@ -70,7 +77,7 @@ def resolve_clip_list(data_path, data_path_csv=None):
     roots = [path for path in paths.values() if os.path.isdir(path)]
     if len(lists) != 1 or len(roots) != 1:
         described = ", ".join(f"{flag} {path} ({_describe_path(path)})" for flag, path in paths.items())
-        raise ValueError(f"expected a video root directory and a clip list file, got {described}")
+        raise ClipListError(f"expected a video root directory and a clip list file, got {described}")
     return lists[0], roots[0]
 
 
@@ -84,9 +91,9 @@ def split_list(data_path, data_path_csv, split):
     list_dir, root = (data_path_csv, data_path) if data_path_csv else (data_path, None)
     if not os.path.isdir(list_dir):
         flag = "--data_path_csv" if data_path_csv else "--data_path"
-        raise ValueError(f"{flag} {list_dir} must be the directory that holds {', '.join(SPLIT_LISTS.values())}")
+        raise ClipListError(f"{flag} {list_dir} must be the directory that holds {', '.join(SPLIT_LISTS.values())}")
     if root is not None and not os.path.isdir(root):
-        raise ValueError(f"--data_path {root} must be the video root directory")
+        raise ClipListError(f"--data_path {root} must be the video root directory")
     list_path = os.path.join(list_dir, SPLIT_LISTS[split])
     if not os.path.isfile(list_path):
         raise FileNotFoundError(f"{list_path}: no such clip list (the {split} split)")

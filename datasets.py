@@ -47,7 +47,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 
 from clip_lists import SPLIT_LISTS, read_clip_list, resolve_clip_list, split_list
 from masking_generator import build_masking_generator
-from video_decoding import BadVideoError, check_video_file, decode_sampled_frames
+from video_decoding import BadVideoError, check_video_file, decode_sampled_frames, native_stderr_silenced
+from user_errors import UserError, UserValueError
 from video_transforms import EvalView, FinetuneTrainAugmentation, PretrainingAugmentation, normalize_video
 
 __all__ = [
@@ -56,7 +57,8 @@ __all__ = [
     "read_clip_list", "resolve_clip_list", "seed_worker", "training_loader",
 ]
 
-# Our warnings name every bad file; ffmpeg's own messages about it would only repeat them.
+# Our warnings name every bad file; ffmpeg's own messages about it would only repeat them
+# (decord's "ERROR opening" lines ignore this level: _open_video silences them).
 decord.logging.set_level(decord.logging.QUIET)
 
 MAX_CONSECUTIVE_BAD = 20
@@ -75,7 +77,7 @@ SEGMENT_SAMPLED_DATASETS = {"SSV2"}
 NOT_FLIPPED_DATASETS = {"SSV2", CUSTOM_DATASET}
 
 
-class BadDataError(RuntimeError):
+class BadDataError(UserError, RuntimeError):
     """More of the videos read were bad than --max_bad_fraction allows."""
 
 
@@ -117,8 +119,10 @@ def check_clip_files(clips, max_bad_fraction, list_path):
 def _open_video(path):
     check_video_file(path)
     try:
-        # One decoder thread: the parallelism is in the DataLoader workers.
-        return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        # One decoder thread: the parallelism is in the DataLoader workers. decord's C++ logger
+        # ignores the QUIET level for files it cannot open: silenced here.
+        with native_stderr_silenced():
+            return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     except Exception as error:  # decord raises RuntimeError, DECORDError or AssertionError
         raise BadVideoError(path, f"cannot open: {_first_line(error)}") from None
 
@@ -430,21 +434,21 @@ def build_dataset(is_train, test_mode, args):
 def _num_classes(data_set, nb_classes):
     if data_set == CUSTOM_DATASET:
         if not nb_classes or nb_classes < 1:
-            raise ValueError("--data_set custom needs --nb_classes")
+            raise UserValueError("--data_set custom needs --nb_classes")
         return nb_classes
     if data_set not in DATASET_NUM_CLASSES:
-        raise ValueError(f"--data_set {data_set!r} is not one of {sorted(DATASET_NUM_CLASSES)} "
+        raise UserValueError(f"--data_set {data_set!r} is not one of {sorted(DATASET_NUM_CLASSES)} "
                          f"or {CUSTOM_DATASET!r} (any clip list, with --nb_classes)")
     expected = DATASET_NUM_CLASSES[data_set]
     if nb_classes != expected:
-        raise ValueError(f"--data_set {data_set} has {expected} classes, but --nb_classes is {nb_classes}")
+        raise UserValueError(f"--data_set {data_set} has {expected} classes, but --nb_classes is {nb_classes}")
     return expected
 
 
 def _check_positive(**values):
     for name, value in values.items():
         if int(value) != value or value < 1:
-            raise ValueError(f"--{name} must be a positive integer, got {value}")
+            raise UserValueError(f"--{name} must be a positive integer, got {value}")
 
 
 # ---------------------------------------------------------------- loader helpers

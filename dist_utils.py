@@ -23,6 +23,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+import user_errors
+
+
+
+class LaunchError(user_errors.UserError, RuntimeError):
+    """A launch that does not fit this machine or misses torchrun's environment."""
+
+
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -57,7 +65,7 @@ def init_distributed(device="auto", timeout_minutes=30):
     if not present:
         slurm_tasks = int(os.environ.get("SLURM_NTASKS", "1"))
         if slurm_tasks > 1:
-            raise RuntimeError(
+            raise LaunchError(
                 f"SLURM_NTASKS={slurm_tasks} but RANK/WORLD_SIZE are not set: start the job with "
                 "`srun torchrun ...` (see scripts/slurm_pretrain.sbatch), not `srun python ...`, "
                 "or every task would train its own copy of the model")
@@ -65,16 +73,16 @@ def init_distributed(device="auto", timeout_minutes=30):
 
     missing = [name for name in TORCHRUN_VARIABLES if name not in os.environ]
     if missing:
-        raise RuntimeError(f"incomplete torchrun environment: {', '.join(present)} set but "
+        raise LaunchError(f"incomplete torchrun environment: {', '.join(present)} set but "
                            f"{', '.join(missing)} missing; launch with torchrun")
     try:
         rank, local_rank, world_size = (int(os.environ[name]) for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
     except ValueError:
-        raise RuntimeError("RANK, LOCAL_RANK and WORLD_SIZE must be integers, got "
+        raise LaunchError("RANK, LOCAL_RANK and WORLD_SIZE must be integers, got "
                            f"{[os.environ[n] for n in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE')]}") from None
     local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
     if not (0 <= rank < world_size and 0 <= local_rank < local_world_size <= world_size):
-        raise RuntimeError(f"inconsistent torchrun environment: RANK={rank}, LOCAL_RANK={local_rank}, "
+        raise LaunchError(f"inconsistent torchrun environment: RANK={rank}, LOCAL_RANK={local_rank}, "
                            f"LOCAL_WORLD_SIZE={local_world_size}, WORLD_SIZE={world_size}")
 
     device = _pick_device(device, local_rank)
@@ -94,10 +102,10 @@ def _pick_device(name, local_rank):
     if name == "auto" and not torch.cuda.is_available():
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise RuntimeError("--device cuda but no CUDA device is visible; use --device cpu")
+        raise LaunchError("--device cuda but no CUDA device is visible; use --device cpu")
     count = torch.cuda.device_count()
     if local_rank >= count:
-        raise RuntimeError(f"LOCAL_RANK={local_rank} but this node has {count} GPU(s): "
+        raise LaunchError(f"LOCAL_RANK={local_rank} but this node has {count} GPU(s): "
                            "--nproc_per_node must not exceed the GPU count")
     return torch.device("cuda", local_rank)
 
@@ -144,8 +152,10 @@ def cleanup():
 def launch(entry, args, what):
     """Runs entry(args, env) in this process's group: the one main() of every entry point.
 
-    Only rank 0 prints. A rank that fails names itself and the error (`what`, e.g.
-    "pretraining", says what stopped); torchrun then stops the ranks still running.
+    Only rank 0 prints. A rank that fails names itself and the error (`what`, e.g. "pretraining",
+    says what stopped), unless it is a user error, which the script's user_errors.run_main reports as
+    one line already; torchrun then stops the ranks still running. Errors propagate, so that in-process
+    callers (tests, notebooks) can catch them.
     """
     env = init_distributed(args.device, args.dist_timeout)
     if env.world_size > 1:
@@ -153,7 +163,7 @@ def launch(entry, args, what):
     try:
         entry(args, env)
     except BaseException as error:
-        if env.world_size > 1:
+        if env.world_size > 1 and not isinstance(error, user_errors.USER_ERRORS):
             print(f"[rank {env.rank}] {what} stopped: {type(error).__name__}: {error}", force=True, flush=True)
         raise
     cleanup()

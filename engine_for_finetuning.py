@@ -4,7 +4,7 @@ Training (`train_one_epoch`) reads `update_freq` micro-batches per optimiser ste
 looks the schedules up by the global step. It runs natively (autocast, a loss scaler,
 DDP without gradient sync between accumulation steps) or inside a DeepSpeed engine,
 which scales, accumulates and steps by itself. Losses stay on the device and are
-read, all-reduced over ranks, every `print_freq` steps; a non-finite mean stops every
+read, all-reduced over ranks, at the logging steps (progress.Progress); a non-finite mean stops every
 rank at the same step.
 
 Evaluation never pads. Each rank reads its own share of the items (`ShardSampler`);
@@ -17,6 +17,7 @@ Re-score a saved file with
     python engine_for_finetuning.py OUTPUT_DIR/test_predictions.pt
 """
 import argparse
+import time
 from contextlib import nullcontext
 
 import torch
@@ -29,6 +30,7 @@ import dist_utils
 from checkpoint import load_checkpoint, save_checkpoint_atomic
 from datasets import SEGMENT_SAMPLED_DATASETS, VideoClassificationDataset, check_bad_fraction, seed_worker
 from optim_factory import apply_schedules, optimizer_step
+from progress import Progress
 from utils import MetricLogger, autocast, check_finite_loss
 from video_transforms import EvalView
 
@@ -129,7 +131,7 @@ def set_train_mode(classifier, frozen_backbone):
 def train_one_epoch(model, classifier, criterion, data_loader, optimizer, scaler, *, epoch, epochs, start_step,
                     num_steps, update_freq, lr_schedule, wd_schedule, device, precision, input_dtype=None,
                     deepspeed=False, mixup_fn=None, model_ema=None, clip_grad=None, frozen_backbone=False,
-                    num_sample=1, max_bad_fraction=1.0, print_freq=10, scalar_logger=None):
+                    num_sample=1, max_bad_fraction=1.0, progress=None, scalar_logger=None):
     """Trains `num_steps` optimiser steps of `update_freq` micro-batches each; returns the epoch's means.
 
     Args:
@@ -145,6 +147,7 @@ def train_one_epoch(model, classifier, criterion, data_loader, optimizer, scaler
         input_dtype: the dtype of a DeepSpeed engine's half-precision weights; the
             inputs are cast to it instead of autocasting.
         num_sample: clips per decoded video (for the share of bad videos).
+        progress: the run's progress.Progress (which steps log, the ETAs); default: every 10 steps.
     Raises FloatingPointError on every rank when a logged mean loss is not finite,
     BadDataError when too many training videos could not be decoded.
     """
@@ -154,13 +157,17 @@ def train_one_epoch(model, classifier, criterion, data_loader, optimizer, scaler
     if not deepspeed:
         optimizer.zero_grad(set_to_none=True)
 
+    progress = progress or Progress(10)
+    progress.start_epoch(epoch, num_steps)
     metrics = MetricLogger(device)
     for i in range(num_steps * update_freq):
         step = start_step + i // update_freq
         boundary = (i + 1) % update_freq == 0
         if i % update_freq == 0:
             apply_schedules(optimizer, lr_schedule[step], wd_schedule[step])
+        wait_start = time.perf_counter()
         batch = next(loader)
+        data_wait = time.perf_counter() - wait_start
         inputs = batch_inputs(batch).to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
         targets = labels
@@ -182,7 +189,7 @@ def train_one_epoch(model, classifier, criterion, data_loader, optimizer, scaler
 
         grad_norm = None
         done = i // update_freq + 1
-        log_now = boundary and (done % print_freq == 0 or done == num_steps)
+        log_now = boundary and progress.logs_now(done, num_steps)
         if boundary and not deepspeed:
             grad_norm = optimizer_step(optimizer, scaler, clip_grad, measure_norm=log_now)
         elif boundary and log_now:
@@ -190,10 +197,12 @@ def train_one_epoch(model, classifier, criterion, data_loader, optimizer, scaler
         if boundary and model_ema is not None:
             model_ema.update(classifier)
 
-        sums = {"clips": inputs.shape[0], "bad": float(batch["num_bad"].sum())}
+        sums = {"clips": inputs.shape[0], "bad": float(batch["num_bad"].sum()), "data_wait_s": data_wait}
         if mixup_fn is None:  # against mixed targets an accuracy means nothing
             sums.update(correct=(logits.detach().argmax(dim=-1) == labels).sum(), labelled=labels.numel())
         metrics.add({"loss": loss}, sums)
+        if boundary:
+            progress.step_done(done)
         if not log_now:
             continue
         means, totals, _, seconds = metrics.read()
@@ -201,18 +210,21 @@ def train_one_epoch(model, classifier, criterion, data_loader, optimizer, scaler
         lr = max(group["lr"] for group in optimizer.param_groups)  # the head's: scale 1
         scalars = {"train/loss": means["loss"], "train/lr": lr, "train/wd": float(wd_schedule[step]),
                    "train/grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
-                   "perf/clips_per_s": totals["clips"] / seconds}
+                   "perf/clips_per_s": totals["clips"] / seconds,
+                   "perf/data_wait_share": totals["data_wait_s"] / metrics.world_size / seconds}
         accuracy = ""
         if totals.get("labelled"):
             scalars["train/acc1"] = 100 * totals["correct"] / totals["labelled"]
             accuracy = f"  acc1 {scalars['train/acc1']:.1f}"
-        eta = metrics.eta(done, num_steps)
-        print(f"Epoch [{epoch}/{epochs}] [{done:>{len(str(num_steps))}}/{num_steps}]  eta {eta}  "
-              f"loss {means['loss']:.4f}{accuracy}  lr {lr:.3e}  wd {scalars['train/wd']:.4f}  "
-              f"grad_norm {scalars['train/grad_norm']:.3f}  clips/s {scalars['perf/clips_per_s']:.1f}", flush=True)
+        eta, eta_run = progress.report(done, seconds, num_steps - done, len(lr_schedule) - step - 1)
+        progress.write(f"Epoch [{epoch}/{epochs}] [{done:>{len(str(num_steps))}}/{num_steps}]  eta {eta} (run {eta_run} "
+                       f"of training)  loss {means['loss']:.4f}{accuracy}  lr {lr:.3e}  wd {scalars['train/wd']:.4f}  "
+                       f"grad_norm {scalars['train/grad_norm']:.3f}  clips/s {scalars['perf/clips_per_s']:.1f}  "
+                       f"data {scalars['perf/data_wait_share']:.0%}")
         if scalar_logger is not None:
             scalar_logger.log(scalars, step + 1)
 
+    progress.end_epoch()
     seconds = metrics.seconds()
     totals = metrics.epoch_totals
     check_bad_fraction(totals["bad"], totals["clips"] / num_sample, max_bad_fraction,

@@ -3,7 +3,8 @@
 The model computes its own targets and loss (modeling_pretrain.py), so nothing here
 knows about prototypes or teachers. The loop never waits for the device between
 logging points: the loss and the model's statistics are summed as tensors and read,
-all-reduced over ranks in one vector, every `print_freq` steps (utils.MetricLogger).
+all-reduced over ranks in one vector, at the logging steps (progress.Progress: every
+--print_freq steps, or about every 10 s) (utils.MetricLogger).
 That read also checks the loss for NaN/inf, and because every rank sees the same
 reduced value, all ranks stop together with the same message.
 """
@@ -13,6 +14,7 @@ import torch
 
 from datasets import normalize_video
 from optim_factory import apply_schedules, optimizer_step
+from progress import Progress
 from utils import MetricLogger, autocast, check_finite_loss
 
 # The model's statistics shown on each log line; all of them go to TensorBoard and log.txt.
@@ -20,7 +22,7 @@ PRINTED_STATS = ("loss_model", "loss_phi", "model_accuracy", "model_majority", "
 
 
 def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, start_step, num_steps,
-                    lr_schedule, wd_schedule, device, precision, clip_grad=None, print_freq=10,
+                    lr_schedule, wd_schedule, device, precision, clip_grad=None, progress=None,
                     scalar_logger=None, frozen=()):
     """Trains `num_steps` steps of `data_loader`; returns the epoch's means as floats.
 
@@ -30,10 +32,13 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
     frozen: (parameters, until_step) pairs; those parameters are not updated (their
     gradients are dropped, so AdamW neither moves nor decays them) before global step
     until_step.
+    progress: the run's progress.Progress (which steps log, the ETAs); default: every 10 steps.
     Raises FloatingPointError on every rank when the mean loss of a logging
     interval is not finite.
     """
     model.train()
+    progress = progress or Progress(10)
+    progress.start_epoch(epoch, num_steps)
     metrics = MetricLogger(device)
     loader = iter(data_loader)
 
@@ -47,9 +52,9 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
         # uint8 crosses to the device (4x less than float) and is normalised there.
         videos = normalize_video(batch["video"].to(device, non_blocking=True))
         # The mask stays on the CPU: the model reads its masked count there, without a sync.
-        log_now = (i + 1) % print_freq == 0 or i + 1 == num_steps
+        log_now = progress.logs_now(i + 1, num_steps)
         with autocast(precision, device):
-            loss, stats = model(videos, batch["mask"], measure_features=log_now)
+            loss, stats = model(videos, batch["mask"], measure_features=progress.measures_now(i + 1, num_steps))
         scaler.scale(loss).backward()
         for frozen_params, until_step in frozen:
             if step < until_step:
@@ -59,6 +64,7 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
 
         metrics.add({"loss": loss, **stats}, {"clips": videos.shape[0], "bad_videos": float(batch["num_bad"].sum()),
                                               "data_wait_s": data_wait})
+        progress.step_done(i + 1)
         if not log_now:
             continue
 
@@ -66,25 +72,27 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
         check_finite_loss(means["loss"], epoch, i + 1, num_steps, step)
         clips_per_s = totals["clips"] / seconds
         data_wait = totals["data_wait_s"] / (steps * metrics.world_size)
+        data_share = totals["data_wait_s"] / metrics.world_size / seconds
         lr, wd = float(lr_schedule[step]), float(wd_schedule[step])
         norm = float(grad_norm)
-        eta = metrics.eta(i + 1, num_steps)
-        eta_run = metrics.eta(i + 1, i + len(lr_schedule) - step)
+        eta, eta_run = progress.report(i + 1, seconds, num_steps - i - 1, len(lr_schedule) - step - 1)
         stat_text = "  ".join(f"{n} {means[n]:.4f}" for n in PRINTED_STATS if n in means)
         memory = peak_memory_gib(device)
         memory_text = f"  mem {memory:.2f}GiB" if memory is not None else ""
-        print(f"Epoch [{epoch}/{epochs}] [{i + 1:>{len(str(num_steps))}}/{num_steps}]  eta {eta} (run {eta_run})  "
-              f"loss {means['loss']:.4f}  {stat_text}  lr {lr:.3e}  wd {wd:.4f}  grad_norm {norm:.3f}  "
-              f"clips/s {clips_per_s:.1f}  data {data_wait:.3f}s{memory_text}", flush=True)
+        position = f"[{i + 1:>{len(str(num_steps))}}/{num_steps}]"
+        progress.write(f"Epoch [{epoch}/{epochs}] {position}  eta {eta} (run {eta_run})  "
+                       f"loss {means['loss']:.4f}  {stat_text}  lr {lr:.3e}  wd {wd:.4f}  grad_norm {norm:.3f}  "
+                       f"clips/s {clips_per_s:.1f}  data {data_wait:.3f}s ({data_share:.0%}){memory_text}")
         if scalar_logger is not None:
             scalars = {f"train/{n}": v for n, v in means.items()}
             scalars.update({"train/lr": lr, "train/wd": wd, "train/grad_norm": norm,
                             "data/bad_videos": metrics.epoch_totals["bad_videos"], "perf/clips_per_s": clips_per_s,
-                            "perf/data_wait_s": data_wait})
+                            "perf/data_wait_s": data_wait, "perf/data_wait_share": data_share})
             if memory is not None:
                 scalars["perf/peak_memory_gib"] = memory
             scalar_logger.log(scalars, step + 1)
 
+    progress.end_epoch()
     seconds = metrics.seconds()
     totals = metrics.epoch_totals
     return {**metrics.epoch_means(),

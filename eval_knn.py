@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import dist_utils
+import user_errors
 import utils
 from clip_lists import read_clip_list, split_list
 from engine_for_finetuning import topk_correct
@@ -88,4 +89,4 @@ def evaluate(args, env):
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    user_errors.run_main(main, get_args_parser().parse_args())

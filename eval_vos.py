@@ -32,6 +32,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 
 import dist_utils
+import user_errors
 import utils
 from checkpoint import load_checkpoint
 from extract_features import build_encoder
@@ -219,7 +220,7 @@ def segment(args, env):
     # The encoder as pretrained: its tokens after the final norm (not a classifier's fc_norm).
     args.use_mean_pooling = False
     print(utils.describe_run(args))
-    encoder = build_encoder(args).to(env.device)
+    encoder = build_encoder(args, clip_size_from_flags=True).to(env.device)
     for sequence in sequence_names(args.davis_root, args.split):
         start = time.time()
         truth, names = read_annotations(args.davis_root, sequence)
@@ -257,4 +258,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    user_errors.run_main(main)

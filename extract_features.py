@@ -8,7 +8,9 @@
 LIST is a clip list (`path label` per line; with --data_path_csv LIST, --data_path is
 the video root). Every video is read once as a validation view: the central clip
 (--num_frames at --sampling_rate; one frame per segment for --data_set SSV2), short
-side resized to --short_side_size, the centre --input_size crop.
+side resized to --short_side_size, the centre --input_size crop. --input_size, --num_frames,
+--tubelet_size and the patch size are the --finetune checkpoint's (224, 16, 2 and 16
+without one); a flag that asks for other values is refused (encoder_geometry.py).
 
 The file (torch.save; load it with checkpoint.load_checkpoint or torch.load) holds
     features  float32 (N, D) pooled, or (N, T' * H' * W', D) tokens ordered (t, h, w)
@@ -20,10 +22,12 @@ import os
 import time
 
 import dist_utils
+import user_errors
 import utils
 from checkpoint import checkpoint_state_dict, load_checkpoint, save_checkpoint_atomic
 from clip_lists import read_clip_list, resolve_clip_list
 from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES, check_bad_fraction
+from encoder_geometry import adopt_geometry
 from engine_for_finetuning import eval_loader, eval_view_dataset, gather_outputs, run_inference
 from flags import BoolFlag, check_paths, parent_parser
 from modeling_finetune import MODELS, create_classifier, load_pretrained_encoder
@@ -35,7 +39,7 @@ def encoder_parser(name, description, lists):
     parser, groups = parent_parser(name, description, lists=lists, models=MODELS,
                                    data_sets=[*DATASET_NUM_CLASSES, CUSTOM_DATASET])
     parser.set_defaults(data_set=CUSTOM_DATASET, batch_size=32, max_bad_fraction=0.01, model="vit_base_patch16_224",
-                        use_mean_pooling=False)
+                        use_mean_pooling=False, input_size=None, num_frames=None, tubelet_size=None)
     return parser, groups
 
 
@@ -48,13 +52,16 @@ def get_args_parser():
     return parser
 
 
-def build_encoder(args):
-    """The encoder of --finetune (random without it: seeded by --seed) as a headless classifier in eval mode."""
+def build_encoder(args, clip_size_from_flags=False):
+    """The encoder of --finetune (random without it: seeded by --seed) as a headless classifier in eval mode,
+    in the checkpoint's geometry (encoder_geometry.adopt_geometry)."""
+    checkpoint = load_checkpoint(args.finetune) if args.finetune else None
+    adopt_geometry(args, checkpoint, args.finetune, clip_size_from_flags)
     dist_utils.seed_everything(args.seed)
     encoder = create_classifier(args, num_classes=0)
     if args.finetune:
         # A classifier's head (or SIGMA-MLP's projection, also `head.*`) plays no part in the features.
-        state = {key: value for key, value in checkpoint_state_dict(load_checkpoint(args.finetune)).items()
+        state = {key: value for key, value in checkpoint_state_dict(checkpoint).items()
                  if not key.startswith("head.")}
         report = load_pretrained_encoder(encoder, state)
         print(f"loaded the encoder of {args.finetune}; not in the checkpoint: "
@@ -107,4 +114,4 @@ def extract(args, env):
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    user_errors.run_main(main, get_args_parser().parse_args())

@@ -14,7 +14,7 @@ import argparse
 import os
 
 from checkpoint import is_hub_reference
-from utils import AUTOCAST_DTYPES
+from utils import AUTOCAST_DTYPES, default_loader_workers
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -179,7 +179,9 @@ def parent_parser(name, description, lists, models, training=False, data_sets=No
     data.add_argument("--max_bad_fraction", type=FRACTION,
                       help="stop when more than this share of the videos read cannot be decoded; evaluation "
                            "scores are comparable to published ones only when (almost) every video counts")
-    data.add_argument("--num_workers", type=NON_NEGATIVE_INT, default=10, help="data loader processes per GPU")
+    data.add_argument("--num_workers", type=NON_NEGATIVE_INT, default=default_loader_workers(),
+                      help="data loader processes per GPU (default: 10, or this process's share of the cores it may "
+                           "use when that is less; here %(default)s)")
     data.add_argument("--pin_mem", action=BoolFlag, default=True,
                       help="page-locked batches for faster copies to the GPU")
 
@@ -241,8 +243,9 @@ def _add_logging_and_checkpoint_flags(run):
     run.add_argument("--resume", default="", help="checkpoint to start from: a path or hf://OWNER/REPO/FILE")
     run.add_argument("--auto_resume", action=BoolFlag, default=True,
                      help="resume from the newest complete checkpoint in --output_dir (before --resume)")
-    run.add_argument("--print_freq", type=POSITIVE_INT, default=10,
-                     help="steps between log lines; also how often losses are read from the GPU and checked")
+    run.add_argument("--print_freq", type=POSITIVE_INT, default=None,
+                     help="steps between log lines; also how often losses are read from the GPU and checked "
+                          "(default: about every 10 s, calibrated from the first steps; progress.py)")
     run.add_argument("--run_name", help="run name in Weights & Biases")
     run.add_argument("--wandb", action=BoolFlag, default=False, help="also log to Weights & Biases")
     run.add_argument("--wandb_project", default="SIGMA", help="Weights & Biases project")

@@ -263,6 +263,7 @@ CLASSIFIER_ARGS_TO_KWARGS = {
     "input_size": "img_size",
     "num_frames": "all_frames",
     "tubelet_size": "tubelet_size",
+    "patch_size": "patch_size",  # set from a checkpoint's weights (encoder_geometry.py); no flag sets it
     "use_mean_pooling": "use_mean_pooling",
     "init_scale": "init_scale",
     "drop": "drop_rate",
@@ -420,12 +421,25 @@ def encoder_state(state):
     return {k: v for k, v in strip_prefixes(state, ("backbone.",)).items() if not k.startswith(CLASSIFIER_ONLY)}
 
 
+class EncoderMismatchError(CheckpointError, ValueError):
+    """Encoder weights of other shapes than the model's (a ValueError, as before it was a CheckpointError)."""
+
+
+def describe_embedding_mismatch(saved, own):
+    """What differs between two patch embeddings (D, 3, tubelet, patch, patch), in the flags' terms."""
+    if saved is None or saved.shape == own.shape:
+        return "its token grid differs (--input_size, --num_frames)"
+    names = (("width", "--model", 0), ("tubelet", "--tubelet_size", 2), ("patch", "no flag: the --model presets' 16", 3))
+    return ", ".join(f"its {name} is {saved.shape[dim]}, this model's {own.shape[dim]} ({flag})"
+                     for name, flag, dim in names if saved.shape[dim] != own.shape[dim])
+
+
 def load_pretrained_encoder(model, checkpoint):
     """Loads the encoder of a pretraining or fine-tuning checkpoint into a classifier.
 
     `checkpoint` is the loaded dict (weights under `model`, `module` or at top level;
     keys may carry an `encoder.` or `backbone.` prefix). Returns ``{"missing": [...],
-    "unexpected": [...]}`` and raises ValueError unless the only missing keys are the
+    "unexpected": [...]}`` and raises CheckpointError (a ValueError for other mismatches) unless the only missing keys are the
     classifier's own (`fc_norm`, `head`, and `norm` when the model keeps it) and the
     only unexpected ones are pretraining-only parts (decoder, prototypes, projection
     network `head.{0,2,4,6}`, `encoder_to_decoder`, `mask_token`, the encoder's final
@@ -463,8 +477,8 @@ def load_pretrained_encoder(model, checkpoint):
     mismatched = [f"{key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}"
                   for key, value in loadable.items() if value.shape != own[key].shape]
     if mismatched:
-        raise ValueError("checkpoint does not fit this model (wrong --model, --input_size or --num_frames?):\n  "
-                         + "\n  ".join(mismatched))
+        difference = describe_embedding_mismatch(loadable.get("patch_embed.proj.weight"), own["patch_embed.proj.weight"])
+        raise EncoderMismatchError(f"checkpoint does not fit this model: {difference}\n  " + "\n  ".join(mismatched))
 
     allowed_unexpected = {"norm.weight", "norm.bias", "pos_embed"} if "norm.weight" not in own else {"pos_embed"}
     bad_unexpected = [key for key in unexpected

@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, RandomSampler
 
 import dist_utils
 import training_state
+import user_errors
 import utils
 from checkpoint import load_checkpoint
 from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES, build_dataset, check_bad_fraction, training_loader
@@ -49,6 +50,7 @@ from flags import (FRACTION, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT,
                    parent_parser)
 from modeling_finetune import MODELS, create_classifier, load_pretrained_encoder
 from optim_factory import create_optimizer, scaled_schedules
+from progress import Progress
 
 # The published few-shot subsets (--examples) draw their videos with this seed.
 EXAMPLES_SEED = 99999
@@ -133,7 +135,8 @@ def get_args_parser():
     ds = parser.add_argument_group("DeepSpeed")
     ds.add_argument("--enable_deepspeed", action="store_true",
                     help="train inside DeepSpeed (ZeRO, bf16/fp16 weights); start with torchrun, also for one "
-                         "process; --resume then names a checkpoint folder")
+                         "process; --resume then names a run folder (its newest checkpoint) or a checkpoint folder "
+                         "in it")
     ds.add_argument("--zero_stage", type=int, default=1, choices=[0, 1, 2],
                     help="ZeRO stage: 1 partitions the optimizer state over the processes, 2 also the gradients")
     return parser
@@ -242,6 +245,7 @@ def run(args, env):
         criterion = SoftTargetCrossEntropy()  # the smoothing is in the mixed targets
 
     start_time = time.time()
+    progress = Progress(args.print_freq)
     for epoch in range(start_epoch, args.epochs):
         data.start_epoch(epoch)
         stats = train_one_epoch(
@@ -250,7 +254,7 @@ def run(args, env):
             lr_schedule=lr_schedule, wd_schedule=wd_schedule, device=device, precision=args.precision,
             input_dtype=input_dtype, deepspeed=args.enable_deepspeed, mixup_fn=mixup_fn, model_ema=model_ema,
             clip_grad=args.clip_grad, frozen_backbone=args.linear_probing, num_sample=args.num_sample,
-            max_bad_fraction=args.max_bad_fraction, print_freq=args.print_freq, scalar_logger=scalar_logger)
+            max_bad_fraction=args.max_bad_fraction, progress=progress, scalar_logger=scalar_logger)
         record = {**{f"train_{k}": v for k, v in stats.items()}, "epoch": epoch, "n_parameters": n_parameters}
 
         is_best = False
@@ -513,4 +517,4 @@ def evaluate_only(classifier, test_set, has_head, args, env):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    user_errors.run_main(main, parse_args())

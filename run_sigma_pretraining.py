@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 import dist_utils
 import training_state
+import user_errors
 import utils
 from datasets import build_pretraining_dataset, check_bad_fraction, training_loader
 from dino_teacher import DINO_TEACHERS
@@ -34,6 +35,7 @@ from masking_generator import MASK_GENERATORS
 from modeling_pretrain import (ARCHITECTURE_ARGS, LOSS_FUNCS, MODELS, TARGET_TYPES, TEACHER_PRECISIONS,
                                create_pretrain_model, pretrain_model_config)
 from optim_factory import create_optimizer, scaled_schedules
+from progress import Progress
 
 
 def get_args_parser():
@@ -163,6 +165,7 @@ def train(args, env):
 
     frozen = frozen_at_start(model_without_ddp, args)
     start_time = time.time()
+    progress = Progress(args.print_freq)
     for epoch in range(start_epoch, args.epochs):
         # Everything random in an epoch derives from (seed, rank, epoch): data order,
         # augmentations, masks.
@@ -172,7 +175,7 @@ def train(args, env):
             model, loader, optimizer, scaler, epoch=epoch, epochs=args.epochs,
             start_step=epoch * steps_per_epoch, num_steps=steps_per_epoch, lr_schedule=lr_schedule,
             wd_schedule=wd_schedule, device=device, precision=args.precision, clip_grad=args.clip_grad,
-            print_freq=args.print_freq, scalar_logger=scalar_logger, frozen=frozen)
+            progress=progress, scalar_logger=scalar_logger, frozen=frozen)
         # Before saving: an epoch trained on too many substitutes for bad videos is not kept, so the rerun
         # after the fix trains it again. The counts are global, so every rank decides alike.
         check_bad_fraction(stats["bad_videos"], stats["clips"] // args.num_sample, args.max_bad_fraction,
@@ -209,4 +212,4 @@ def frozen_at_start(model, args):
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    user_errors.run_main(main, parse_args())

@@ -215,7 +215,11 @@ def trained_weights(args):
 
 
 def deepspeed_weights(folder):
-    """The model file of a DeepSpeed checkpoint folder (ZeRO 1/2 keep whole weights there)."""
+    """The model file of a DeepSpeed checkpoint folder (ZeRO 1/2 keep whole weights there), or of the one
+    a run folder's `latest` names."""
+    if os.path.isfile(os.path.join(folder, DEEPSPEED_LATEST)):
+        with open(os.path.join(folder, DEEPSPEED_LATEST)) as f:
+            folder = os.path.join(folder, f.read().strip())
     path = os.path.join(folder, DEEPSPEED_MODEL_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{folder} is not a DeepSpeed checkpoint folder: it has no {DEEPSPEED_MODEL_FILE}")
@@ -275,14 +279,16 @@ def restore(checkpoint, source, model, optimizer, scaler, own_run=True, model_em
 
 
 def restore_deepspeed(engine, args):
-    """Restores a DeepSpeed engine from --output_dir's `latest` (--auto_resume), else from the folder
-    --resume; returns (its client state dict(epoch, max_accuracy, EPOCH_RECORD), whether it is
-    --output_dir's), or (None, False) when there is nothing to resume."""
+    """Restores a DeepSpeed engine from --output_dir's `latest` (--auto_resume), else from --resume: a run
+    folder (its `latest`) or a checkpoint folder; returns (its client state dict(epoch, max_accuracy,
+    EPOCH_RECORD), whether it is --output_dir's), or (None, False) when there is nothing to resume."""
     latest = os.path.join(args.output_dir, DEEPSPEED_LATEST) if args.output_dir else ""
     own_run = args.auto_resume and os.path.isfile(latest)
     if own_run:
         load_dir, tag = args.output_dir, None
-    elif args.resume:
+    elif args.resume and os.path.isfile(os.path.join(args.resume, DEEPSPEED_LATEST)):
+        load_dir, tag = args.resume, None  # a run folder: DeepSpeed follows its `latest`
+    elif args.resume:  # a checkpoint folder of a run
         load_dir, tag = os.path.split(os.path.normpath(args.resume))
     else:
         return None, False

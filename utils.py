@@ -4,7 +4,6 @@ The command line lives in flags.py, distributed setup and seeds in dist_utils.py
 the optimiser and schedules in optim_factory.py, what a run saves and restores in
 training_state.py, checkpoint file I/O in checkpoint.py.
 """
-import datetime
 import importlib.metadata
 import json
 import math
@@ -24,6 +23,18 @@ import dist_utils
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 # One JSON line per finished epoch (and the test scores) in --output_dir.
 LOG_FILE = "log.txt"
+
+
+MAX_LOADER_WORKERS = 10  # the published scripts' count, enough to keep one GPU fed
+
+
+def default_loader_workers():
+    """Data-loader processes per training process: the published 10, but no more than this process's share of
+    the cores it may run on (os.sched_getaffinity: what SLURM or taskset allows, not the machine's count),
+    shared by the LOCAL_WORLD_SIZE processes torchrun starts on the node. More would only compete for them."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    share = cores // max(int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1), 1)
+    return max(1, min(MAX_LOADER_WORKERS, share))
 
 
 def resolve_precision(requested, device):
@@ -228,10 +239,6 @@ class MetricLogger:
         self.interval_start = now
         self._start_interval()
         return interval
-
-    def eta(self, done, total):
-        """Time left for `total` steps at this epoch's pace after `done` of them."""
-        return datetime.timedelta(seconds=int((time.perf_counter() - self.epoch_start) / done * (total - done)))
 
     def epoch_means(self):
         """The epoch's means of everything read so far."""

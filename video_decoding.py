@@ -16,11 +16,32 @@ Frame numbers come from timestamps, so a stream without a frame count or an aver
 frame rate in its header (or one whose timestamps miss a sampled frame) is left to
 the caller (``None``), which decodes it the exact way.
 """
+import contextlib
 import os
+import sys
 
 import av
 import numpy as np
 import torch
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Sends what native code writes to file descriptor 2 to /dev/null for the block.
+
+    decord's C++ logger prints `ERROR opening: PATH, ...` for every bad video whatever
+    decord.logging's level; the BadVideoError raised for it names the file already.
+    Python's own sys.stderr is flushed first, so none of its buffered text is lost.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class BadVideoError(Exception):

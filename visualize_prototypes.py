@@ -34,6 +34,7 @@ from engine_for_finetuning import eval_view_dataset
 from flags import POSITIVE_INT, HelpFormatter
 from masking_generator import mask_indices
 from modeling_pretrain import IMAGENET_MEAN, IMAGENET_STD, create_pretrain_model, pretrain_model_config
+from user_errors import run_main
 
 # The mask ratio of a checkpoint that does not record one: the published runs' 0.9.
 DEFAULT_MASK_RATIO = 0.9
@@ -207,4 +208,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

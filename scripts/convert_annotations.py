@@ -35,10 +35,14 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from user_errors import UserValueError, run_main  # noqa: E402  (needs the repository on sys.path)
+
 SPLITS = ("train", "val", "test")
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserValueError):
     """Malformed or inconsistent annotations; the message names the file (and line)."""
 
 
@@ -421,35 +425,32 @@ def get_args_parser():
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    try:
-        if args.dataset == "few_shot":
-            if args.examples < 1:
-                raise AnnotationError(f"--examples must be >= 1, got {args.examples}")
-            subset = few_shot(read_clip_list(args.list), args.examples, args.seed, where=str(args.list))
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text("".join(f"{path} {label}\n" for path, label in subset))
-            print(f"wrote {len(subset)} clips to {args.out}")
-            return
-        classes = None
-        if args.dataset == "kinetics":
-            paths = {"train": args.train_csv, "val": args.val_csv}
-            if args.test_csv:
-                paths["test"] = args.test_csv
-            clips, classes = read_kinetics(paths, args.layout, args.ext)
-        elif args.dataset == "ssv2":
-            clips, classes = read_ssv2(args.labels, {"train": args.train_json, "val": args.val_json}, args.ext)
-        elif args.dataset == "ucf101":
-            clips, classes = read_ucf101(args.split_dir, args.split, args.ext)
-        elif args.dataset == "hmdb51":
-            clips, classes = read_hmdb51(args.split_dir, args.split, args.ext)
-        elif args.dataset == "diving48":
-            clips = read_diving48({"train": args.train_json, "val": args.test_json}, args.ext)
-        else:
-            clips = read_finegym({"train": args.train_list, "val": args.val_list}, args.subset, args.ext)
-        write_clip_lists(args.out_dir, clips, args.video_root, classes, args.absolute_paths)
-    except AnnotationError as error:
-        sys.exit(f"error: {error}")
+    if args.dataset == "few_shot":
+        if args.examples < 1:
+            raise AnnotationError(f"--examples must be >= 1, got {args.examples}")
+        subset = few_shot(read_clip_list(args.list), args.examples, args.seed, where=str(args.list))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("".join(f"{path} {label}\n" for path, label in subset))
+        print(f"wrote {len(subset)} clips to {args.out}")
+        return
+    classes = None
+    if args.dataset == "kinetics":
+        paths = {"train": args.train_csv, "val": args.val_csv}
+        if args.test_csv:
+            paths["test"] = args.test_csv
+        clips, classes = read_kinetics(paths, args.layout, args.ext)
+    elif args.dataset == "ssv2":
+        clips, classes = read_ssv2(args.labels, {"train": args.train_json, "val": args.val_json}, args.ext)
+    elif args.dataset == "ucf101":
+        clips, classes = read_ucf101(args.split_dir, args.split, args.ext)
+    elif args.dataset == "hmdb51":
+        clips, classes = read_hmdb51(args.split_dir, args.split, args.ext)
+    elif args.dataset == "diving48":
+        clips = read_diving48({"train": args.train_json, "val": args.test_json}, args.ext)
+    else:
+        clips = read_finegym({"train": args.train_list, "val": args.val_list}, args.subset, args.ext)
+    write_clip_lists(args.out_dir, clips, args.video_root, classes, args.absolute_paths)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -9,8 +9,7 @@
         hf://SMSD75/SIGMA/pretrain/ssv2/ssv2_vit_b_sigma_with_dino.pth ssv2_sigma_dino.safetensors
     python scripts/convert_checkpoint.py strip --encoder_only checkpoint-799.pth encoder.safetensors
 
-    # (b) the encoder of a pretraining checkpoint -> transformers VideoMAEModel,
-    #     a fine-tuned classifier -> VideoMAEForVideoClassification
+    # (b) a pretraining checkpoint's encoder -> VideoMAEModel, a classifier -> VideoMAEForVideoClassification
     python scripts/convert_checkpoint.py export-hf checkpoint-799.pth hf_sigma_encoder/
     python scripts/convert_checkpoint.py export-hf --label_names ssv2_classes.txt finetuned.pth hf_sigma_ssv2/
 
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# Run as `python scripts/convert_checkpoint.py` from anywhere: the modules live one level up.
+# Run from anywhere (`python scripts/convert_checkpoint.py`): the modules live one level up.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from checkpoint import (CheckpointError, checkpoint_state_dict, load_checkpoint, resolve_hub_file,  # noqa: E402
@@ -43,6 +42,7 @@ from masking_generator import build_masking_generator, mask_indices  # noqa: E40
 from modeling_finetune import (CLASSIFIER_ONLY, LAYER_NORM_EPS, build_classifier, encoder_preset_size,  # noqa: E402
                                encoder_state, is_pretraining_state)
 from modeling_pretrain import create_pretrain_model, pretrain_model_config  # noqa: E402
+from user_errors import run_main  # noqa: E402
 from utils import format_args  # noqa: E402
 
 # ---- The key mapping, one table read in both directions ----------------------------------
@@ -497,4 +497,4 @@ def run_command(args):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -40,7 +40,10 @@ from datasets import read_clip_list  # noqa: E402  (needs REPO on sys.path)
 PROBE_FLAGS = ["--linear_probing", "--mixup", "0", "--cutmix", "0", "--aa", "none", "--reprob", "0",
                "--batch_size", "32", "--lr", "0.02", "--epochs", "50", "--warmup_epochs", "5",
                "--disable_eval_during_finetuning", "--test_num_segment", "2", "--test_num_crop", "1",
-               "--print_freq", "1000", "--save_ckpt_freq", "1000"]
+               "--save_ckpt_freq", "1000"]
+# Lines of an evaluation's output shown on the terminal (the full output goes to its log): the
+# training progress (about every 10 s: the default --print_freq) and what feature extraction did.
+PROGRESS_LINE = re.compile(r"^(Epoch \[\d+/\d+\] \[ *\d+/\d+\]  eta \S+ \(run \S+)|^(features of \d+ videos in \d+ s)")
 # k-NN: DINO's weighted vote; k is small because the demo's bank holds a few hundred videos.
 KNN_K = 20
 KNN_RESULT = re.compile(r"k-NN \(k=\d+, T=[\d.]+\) of (\d+) val videos .*?top-1 ([\d.]+)%")
@@ -80,11 +83,22 @@ def class_balance(data, split):
     return 1 + max(train_labels), max(Counter(labels).values()) / len(labels)
 
 
-def run_logged(command, log_path):
+def run_logged(command, log_path, label):
+    """Runs `command` with its output in `log_path` (the command first); shows its progress lines, shortened,
+    prefixed by `label`, so that minutes of work are not minutes of silence."""
     with open(log_path, "w") as log:
         log.write(" ".join(command) + "\n")
         log.flush()
-        subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in process.stdout:
+            log.write(line)
+            shown = PROGRESS_LINE.match(line)
+            if shown:
+                print(f"   {label}: {shown.group(1) + ' of the probe)' if shown.group(1) else shown.group(2)}",
+                      flush=True)
+        if process.wait():
+            raise SystemExit(f"{os.path.basename(command[1])} failed (exit status {process.returncode}); "
+                             f"see {log_path}")
 
 
 def linear_probe(name, checkpoint, settings, num_classes, args):
@@ -95,7 +109,7 @@ def linear_probe(name, checkpoint, settings, num_classes, args):
                "--num_workers", str(args.num_workers), "--seed", str(args.seed), "--output_dir", output_dir]
     if checkpoint:
         command += ["--finetune", checkpoint]
-    run_logged(command, os.path.join(args.output_dir, f"{name}_probe.log"))
+    run_logged(command, os.path.join(args.output_dir, f"{name}_probe.log"), "linear probe")
     with open(os.path.join(output_dir, "log.txt")) as f:
         records = [json.loads(line) for line in f]
     return next(record for record in reversed(records) if "test_acc1" in record)["test_acc1"]
@@ -109,7 +123,7 @@ def knn(name, checkpoint, settings, num_classes, args):
     if checkpoint:
         command += ["--finetune", checkpoint]
     log_path = os.path.join(args.output_dir, f"{name}_knn.log")
-    run_logged(command, log_path)
+    run_logged(command, log_path, "k-NN")
     with open(log_path) as f:
         found = KNN_RESULT.findall(f.read())
     if not found:

@@ -93,7 +93,7 @@ def test_kinetics_validation_label_must_be_a_training_class(kinetics):
 
 def test_wrong_video_root_is_an_error_not_an_empty_list(kinetics, capsys):
     (kinetics / "empty").mkdir()
-    with pytest.raises(SystemExit, match="none of the 4 train videos exist"):
+    with pytest.raises(ca.AnnotationError, match="none of the 4 train videos exist"):
         ca.main(["kinetics", "--train_csv", str(kinetics / "train.csv"), "--val_csv",
                  str(kinetics / "val.csv"), "--video_root", str(kinetics / "empty"),
                  "--out_dir", str(kinetics / "lists")])

@@ -1,4 +1,5 @@
 """Fine-tuning and linear probing from a pretraining checkpoint of this codebase, on real encoded videos."""
+import argparse
 import json
 import os
 import shlex
@@ -418,3 +419,43 @@ def test_seed_table_shows_mean_spread_and_margins(tmp_path):
     assert "SIGMA - random init         4.0 +-  2.6  (6.0, 1.0, 5.0)" in table
     with pytest.raises(SystemExit, match="did the demo in"):
         summarize_demo_seeds.read_results([tmp_path / "missing"])
+
+
+class RecordingEngine:
+    """Stands in for a DeepSpeed engine: records where load_checkpoint was asked to read."""
+
+    def __init__(self):
+        self.checkpoint_engine = argparse.Namespace(load=None)  # restore_deepspeed puts its safe load here
+
+    def load_checkpoint(self, load_dir, tag=None):
+        self.loaded = (load_dir, tag)
+        return os.path.join(load_dir, tag or "checkpoint-1"), {"epoch": 1}
+
+
+@pytest.mark.parametrize("resume_in_run", ["", "checkpoint-1"])
+def test_deepspeed_resume_takes_the_run_folder_and_the_checkpoint_folder(tmp_path, resume_in_run):
+    (tmp_path / "checkpoint-1").mkdir()
+    (tmp_path / "checkpoint-1" / training_state.DEEPSPEED_MODEL_FILE).write_bytes(b"weights")
+    (tmp_path / training_state.DEEPSPEED_LATEST).write_text("checkpoint-1\n")
+    args = argparse.Namespace(output_dir="", auto_resume=True, resume=str(tmp_path / resume_in_run))
+    engine = RecordingEngine()
+    assert training_state.restore_deepspeed(engine, args) == ({"epoch": 1}, False)
+    assert engine.checkpoint_engine.load is training_state.load_deepspeed_file
+    # The run folder lets DeepSpeed follow `latest` (tag None); a checkpoint folder is split into folder and tag.
+    assert engine.loaded == ((str(tmp_path), None) if not resume_in_run else (str(tmp_path), "checkpoint-1"))
+    # --eval without DeepSpeed reads the same weights from either.
+    assert training_state.deepspeed_weights(args.resume) == str(
+        tmp_path / "checkpoint-1" / training_state.DEEPSPEED_MODEL_FILE)
+
+
+def test_demo_probe_shows_progress_lines_shortened_and_logs_everything(tmp_path, capsys):
+    from scripts import demo_linear_probe
+
+    lines = ["loaded the encoder of x.pth", "Epoch [3/50] [ 4/12]  eta 0:00:08 (run 0:03:10 of training)  loss 1.2",
+             "features of 64 videos in 12 s"]
+    command = [sys.executable, "-c", f"print({chr(10).join(lines)!r})"]
+    demo_linear_probe.run_logged(command, tmp_path / "probe.log", "linear probe")
+    assert capsys.readouterr().out.splitlines() == [
+        "   linear probe: Epoch [3/50] [ 4/12]  eta 0:00:08 (run 0:03:10 of the probe)",
+        "   linear probe: features of 64 videos in 12 s"]
+    assert (tmp_path / "probe.log").read_text().splitlines()[1:] == lines

@@ -8,6 +8,9 @@ import extract_features
 import run_class_finetuning
 import run_sigma_pretraining
 from flags import BoolFlag
+from utils import default_loader_workers
+
+WORKERS = default_loader_workers()  # depends on the machine: tested in test_utils
 
 # Every flag of every entry point with its default, as they were before the entry points shared a parser:
 # one parser for all must not change any of them.
@@ -17,8 +20,8 @@ PRETRAIN = dict(
     freeze_projection_niters=0, freeze_prototypes_niters=0, gray_scale_prob=0.0, input_size=224,
     local_rank=None, log_dir=None, loss_func='SWAV', lr=0.00015, mask_ratio=0.9, mask_type='tube',
     max_bad_fraction=0.05, min_lr=1e-05, model='pretrain_videomae_base_patch16_224', normlize_target=True,
-    num_frames=16, num_prototypes=3000, num_sample=1, num_workers=10, opt='adamw', opt_betas=[0.9, 0.95],
-    opt_eps=1e-08, output_dir='', pin_mem=True, precision=None, print_freq=10, queue_length=0, resume='',
+    num_frames=16, num_prototypes=3000, num_sample=1, num_workers=WORKERS, opt='adamw', opt_betas=[0.9, 0.95],
+    opt_eps=1e-08, output_dir='', pin_mem=True, precision=None, print_freq=None, queue_length=0, resume='',
     run_name='sigma_pretrain', sampling_rate=4, save_ckpt_freq=20, seed=0, sinkhorn_eps=0.05,
     sinkhorn_iterations=10, soft_targets=False, steps_per_epoch=None, target_type='mlp', teacher_precision=None,
     teacher_weights=None,
@@ -34,24 +37,25 @@ FINETUNE = dict(
     local_rank=None, log_dir=None, lr=0.001, max_bad_fraction=0.01, min_lr=1e-06, mixup=0.8, mixup_mode='batch',
     mixup_prob=1.0, mixup_switch_prob=0.5, model='vit_base_patch16_224', model_ema=False,
     model_ema_decay=0.9999, model_ema_force_cpu=False, nb_classes=400, num_frames=16, num_sample=2,
-    num_workers=10, opt='adamw', opt_betas=[0.9, 0.999], opt_eps=1e-08, output_dir='', pin_mem=True,
-    precision=None, print_freq=10, recount=1, remode='pixel', reprob=0.25, resume='', run_name='sigma_finetune',
+    num_workers=WORKERS, opt='adamw', opt_betas=[0.9, 0.999], opt_eps=1e-08, output_dir='', pin_mem=True,
+    precision=None, print_freq=None, recount=1, remode='pixel', reprob=0.25, resume='', run_name='sigma_finetune',
     sampling_rate=4, save_ckpt=True, save_ckpt_freq=100, seed=0, short_side_size=224, smoothing=0.1,
     test_num_crop=3, test_num_segment=5, train_interpolation='bicubic', tubelet_size=2, update_freq=1,
     use_mean_pooling=True, wandb=False, wandb_project='SIGMA', warmup_epochs=5, warmup_lr=1e-06,
     warmup_steps=-1, weight_decay=0.05, weight_decay_end=None, zero_stage=1
 )
+# The encoder geometry is unset: the --finetune checkpoint's (encoder_geometry.py).
 EXTRACT = dict(
     batch_size=32, data_path_csv=None, data_set='custom', device='auto', dist_timeout=30, finetune='',
-    input_size=224, max_bad_fraction=0.01, model='vit_base_patch16_224', num_frames=16, num_workers=10,
-    pin_mem=True, precision=None, sampling_rate=4, seed=0, short_side_size=224, tokens=False, tubelet_size=2,
+    input_size=None, max_bad_fraction=0.01, model='vit_base_patch16_224', num_frames=None, num_workers=WORKERS,
+    pin_mem=True, precision=None, sampling_rate=4, seed=0, short_side_size=224, tokens=False, tubelet_size=None,
     use_mean_pooling=False
 )
 KNN = dict(
     batch_size=32, data_path_csv=None, data_set='custom', device='auto', dist_timeout=30, finetune='',
-    input_size=224, max_bad_fraction=0.01, model='vit_base_patch16_224', nb_knn=[200], num_frames=16,
-    num_workers=10, pin_mem=True, precision=None, sampling_rate=4, seed=0, short_side_size=224,
-    temperature=0.07, tubelet_size=2, use_mean_pooling=False
+    input_size=None, max_bad_fraction=0.01, model='vit_base_patch16_224', nb_knn=[200], num_frames=None,
+    num_workers=WORKERS, pin_mem=True, precision=None, sampling_rate=4, seed=0, short_side_size=224,
+    temperature=0.07, tubelet_size=None, use_mean_pooling=False
 )
 # entry point: (its parser, how it parses, the flags it requires besides --data_path, its defaults)
 ENTRY_POINTS = {

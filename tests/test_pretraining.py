@@ -14,6 +14,7 @@ import torch.nn.functional as F
 import engine_for_pretraining
 import run_sigma_pretraining as run
 from checkpoint import load_checkpoint
+from utils import default_loader_workers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny model on tiny clips: 4 frames of 32 x 32 give a 2 x 2 x 2 token grid.
@@ -376,7 +377,7 @@ def test_defaults_are_the_published_ones():
     assert (args.num_prototypes, args.sinkhorn_eps, args.sinkhorn_iterations, args.decoder_depth) == \
            (3000, 0.05, 10, 4)
     assert (args.epochs, args.save_ckpt_freq, args.num_workers, args.input_size, args.num_frames) == \
-           (801, 20, 10, 224, 16)
+           (801, 20, default_loader_workers(), 224, 16)  # 10 where there are the cores
     assert args.precision is None and args.wandb is False and args.normlize_target is True
     assert run.parse_args(["--data_path", "x", "--no_auto_resume", "--no-normlize_target"]).auto_resume is False
 

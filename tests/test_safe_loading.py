@@ -64,8 +64,9 @@ def test_auto_resume_refuses_a_crafted_checkpoint_in_the_output_dir_and_exits_no
                *PRETRAIN_TINY, "--epochs", "1", "--output_dir", str(out)]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode != 0
-    assert f"UnsafeCheckpointError: refused to load {evil}" in result.stderr
+    # A user error: one line naming the file, exit status 2, no traceback (user_errors.py).
+    assert result.returncode == 2
+    assert f"error: refused to load {evil}" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "pwned").exists()
     assert sorted(os.listdir(out)) == ["checkpoint-latest.pth"]
 

@@ -151,3 +151,13 @@ def test_a_non_finite_loss_stops_naming_where():
     utils.check_finite_loss(1.5, epoch=0, step=1, num_steps=2, global_step=0)
     with pytest.raises(FloatingPointError, match=r"the loss is nan at epoch 3, step 2/5 \(global step 17\)"):
         utils.check_finite_loss(float("nan"), epoch=3, step=2, num_steps=5, global_step=17)
+
+
+@pytest.mark.parametrize("cores, local_processes, expected", [(2, None, 2), (64, None, 10), (16, "4", 4), (2, "8", 1)])
+def test_loader_workers_fit_the_cores_this_process_may_use(monkeypatch, cores, local_processes, expected):
+    monkeypatch.setattr(utils.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    if local_processes is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local_processes)
+    assert utils.default_loader_workers() == expected
