@@ -43,6 +43,8 @@ PROBE_FLAGS = ["--linear_probing", "--mixup", "0", "--cutmix", "0", "--aa", "non
                "--save_ckpt_freq", "1000"]
 # Lines of an evaluation's output shown on the terminal (the full output goes to its log): the
 # training progress (about every 10 s: the default --print_freq) and what feature extraction did.
+# The probe's epochs take a fraction of a second: one of its progress lines per SHOW_EVERY_S is enough.
+SHOW_EVERY_S = 5.0
 PROGRESS_LINE = re.compile(r"^(Epoch \[\d+/\d+\] \[ *\d+/\d+\]  eta \S+ \(run \S+)|^(features of \d+ videos in \d+ s)")
 # k-NN: DINO's weighted vote; k is small because the demo's bank holds a few hundred videos.
 KNN_K = 20
@@ -90,9 +92,14 @@ def run_logged(command, log_path, label):
         log.write(" ".join(command) + "\n")
         log.flush()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        last_epoch_shown = -SHOW_EVERY_S
         for line in process.stdout:
             log.write(line)
             shown = PROGRESS_LINE.match(line)
+            if shown and shown.group(1):
+                if time.monotonic() - last_epoch_shown < SHOW_EVERY_S:
+                    continue
+                last_epoch_shown = time.monotonic()
             if shown:
                 print(f"   {label}: {shown.group(1) + ' of the probe)' if shown.group(1) else shown.group(2)}",
                       flush=True)

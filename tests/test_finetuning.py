@@ -452,6 +452,7 @@ def test_demo_probe_shows_progress_lines_shortened_and_logs_everything(tmp_path,
     from scripts import demo_linear_probe
 
     lines = ["loaded the encoder of x.pth", "Epoch [3/50] [ 4/12]  eta 0:00:08 (run 0:03:10 of training)  loss 1.2",
+             "Epoch [4/50] [ 4/12]  eta 0:00:08 (run 0:03:09 of training)  loss 1.1",  # within 5 s: not shown
              "features of 64 videos in 12 s"]
     command = [sys.executable, "-c", f"print({chr(10).join(lines)!r})"]
     demo_linear_probe.run_logged(command, tmp_path / "probe.log", "linear probe")
