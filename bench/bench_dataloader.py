@@ -46,6 +46,12 @@ from video_transforms import PretrainingAugmentation, normalize_video  # noqa: E
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ASPECTS = (16 / 9, 4 / 3)  # W / H of the videos, in turn
+# Largest difference (grey levels) that still means "the same clips". Exact decoding: the max, for the
+# rounding of two bilinear resamplers. Reduced-size decoding: the mean, since the same relative crop
+# lands on a grid shifted by a fraction of a pixel; on this pattern that gave 2.5-12 per clip, where
+# unrelated places differ by about 85, so 16 still catches a wrong crop.
+SAME_CLIPS_MAX_EXACT = 3
+SAME_CLIPS_MEAN_RESAMPLED = 16
 
 
 def write_video(path, num_frames, height, width, keyint, seed):
@@ -216,7 +222,7 @@ def main():
                 pipeline.collate()
 
     exact = args.short_side <= ours.augment.decode_short_side
-    if (max_difference if exact else mean_difference) > 3:
+    if (max_difference > SAME_CLIPS_MAX_EXACT) if exact else (mean_difference > SAME_CLIPS_MEAN_RESAMPLED):
         raise SystemExit(f"the pipelines disagree: difference {max_difference:.1f} grey levels at most, "
                          f"{mean_difference:.2f} on average")
     print(f"same clips: ours and the reference differ by {max_difference:.1f} grey levels at most, "
