@@ -43,7 +43,6 @@ import numpy as np
 import torch
 from numpy._core.multiarray import scalar as _numpy_scalar
 
-from user_errors import UserError, UserValueError
 
 RELEASED_REPO = "SMSD75/SIGMA"
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin")
@@ -67,8 +66,14 @@ SAFE_GLOBALS = [
 ]
 
 
-class CheckpointError(UserError, RuntimeError):
-    """A checkpoint file that exists but cannot be used (corrupt, truncated, wrong content)."""
+class CheckpointError(RuntimeError):
+    """A checkpoint file that exists but cannot be used (corrupt, truncated, wrong content); it and its
+    subclasses are user errors (user_errors.USER_ERRORS)."""
+
+
+class CheckpointReferenceError(CheckpointError, ValueError):
+    """A checkpoint reference that does not name one file: a malformed hub address, a repository
+    instead of a file, or two revisions that disagree."""
 
 
 class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
@@ -214,12 +219,12 @@ def _parse_hub_reference(ref, names_file=True):
     try:
         uri = parse_hf_uri(ref)
     except HfUriError as e:
-        raise UserValueError(f"{ref!r} is not a valid hub reference ({e}); write "
+        raise CheckpointReferenceError(f"{ref!r} is not a valid hub reference ({e}); write "
                          "hf://OWNER/REPO[@REVISION]/PATH/IN/REPO") from None
     if uri.type != "model":
-        raise UserValueError(f"{ref!r}: checkpoints are read from model repositories, not {uri.type}s")
+        raise CheckpointReferenceError(f"{ref!r}: checkpoints are read from model repositories, not {uri.type}s")
     if names_file and not uri.path_in_repo:
-        raise UserValueError(f"{ref!r} names a repository, not a file; write "
+        raise CheckpointReferenceError(f"{ref!r} names a repository, not a file; write "
                          f"hf://{uri.id}[@REVISION]/PATH/IN/REPO")
     return uri.id, uri.path_in_repo, uri.revision
 
@@ -249,7 +254,7 @@ def resolve_checkpoint(ref, revision=None):
     ref = os.fspath(ref)
     if os.path.exists(ref):
         if revision is not None:
-            raise UserValueError(f"revision={revision!r} was given for the local file {ref}")
+            raise CheckpointReferenceError(f"revision={revision!r} was given for the local file {ref}")
         return ref
     parsed = _parse_hub_reference(ref)
     if parsed is None:
@@ -259,7 +264,7 @@ def resolve_checkpoint(ref, revision=None):
             "ssv2_vit_b_sigma_with_dino.pth (see MODEL_ZOO.md)")
     repo_id, filename, ref_revision = parsed
     if revision is not None and ref_revision is not None and revision != ref_revision:
-        raise UserValueError(f"{ref!r} names revision {ref_revision!r} but revision={revision!r} was given")
+        raise CheckpointReferenceError(f"{ref!r} names revision {ref_revision!r} but revision={revision!r} was given")
     revision = revision or ref_revision
     return _hub_download(ref, repo_id, filename, revision)
 

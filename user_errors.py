@@ -7,14 +7,18 @@ names the thing and what to do, so the traceback above it would only be noise. A
 other exception is a bug and keeps its traceback. SIGMA_DEBUG=1 shows the traceback
 of user errors too.
 
-The user errors are :class:`UserError` and its subclasses (checkpoint.CheckpointError,
-datasets.BadDataError, clip_lists.ClipListError, ...), and FileNotFoundError,
-NotADirectoryError and PermissionError: every path the scripts open comes from the
-command line. This module imports nothing of the project, so every module may import it.
+The user errors are :class:`UserError` and its subclasses (datasets.BadDataError,
+clip_lists.ClipListError, ...), checkpoint.CheckpointError and its subclasses, and
+FileNotFoundError, NotADirectoryError and PermissionError: every path the scripts open
+comes from the command line. checkpoint.py stays file I/O that imports nothing of the
+project, so its errors are named here rather than derived from UserError; this module
+imports only it, so every module may import this one.
 """
 import contextlib
 import os
 import sys
+
+from checkpoint import CheckpointError
 
 DEBUG_VARIABLE = "SIGMA_DEBUG"
 USAGE_EXIT_STATUS = 2  # argparse's status for a bad command line
@@ -28,7 +32,7 @@ class UserValueError(UserError, ValueError):
     """A value the user gave that cannot be used (still a ValueError for callers that catch those)."""
 
 
-USER_ERRORS = (UserError, FileNotFoundError, NotADirectoryError, PermissionError)
+USER_ERRORS = (UserError, CheckpointError, FileNotFoundError, NotADirectoryError, PermissionError)
 
 
 def debugging():
