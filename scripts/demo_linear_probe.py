@@ -78,11 +78,13 @@ def run_settings(run_dir):
             str(saved["sampling_rate"])]
 
 
-def class_balance(data, split):
-    """(number of classes in train.csv, share of the most frequent class of `split`)."""
-    train_labels = [label for _, label in read_clip_list(os.path.join(data, "train.csv"))]
-    labels = [label for _, label in read_clip_list(os.path.join(data, f"{split}.csv"))]
-    return 1 + max(train_labels), max(Counter(labels).values()) / len(labels)
+def labels_of(data, split):
+    return [label for _, label in read_clip_list(os.path.join(data, f"{split}.csv"))]
+
+
+def majority_share(labels):
+    """Share of the most frequent class: what always answering it scores."""
+    return max(Counter(labels).values()) / len(labels)
 
 
 def run_logged(command, log_path, label):
@@ -145,8 +147,8 @@ def main(argv=None):
     if run_settings(args.videomae) != settings:
         raise SystemExit(f"{args.videomae} and {args.sigma} pretrained different models or clips; "
                          "the comparison needs the same ones")
-    num_classes, test_majority = class_balance(args.data, "test")
-    _, val_majority = class_balance(args.data, "val")
+    num_classes = 1 + max(labels_of(args.data, "train"))
+    test_majority, val_majority = (majority_share(labels_of(args.data, split)) for split in ("test", "val"))
     checkpoints = {"random_init": None, "sigma": os.path.join(args.sigma, "checkpoint-latest.pth"),
                    "videomae": os.path.join(args.videomae, "checkpoint-latest.pth")}
     results = {}

@@ -58,7 +58,10 @@ def run_label(output_dir, args):
 
 def draw(run_dirs, probes=None):
     """The figure: one panel per PANELS entry, plus the probe bars with `probes`."""
-    runs = [(run_label(run_dir, args), records) for run_dir in run_dirs for args, records in [read_run(run_dir)]]
+    runs = []
+    for run_dir in run_dirs:
+        args, records = read_run(run_dir)
+        runs.append((run_label(run_dir, args), records))
     panels = len(PANELS) + (probes is not None)
     rows = (panels + 2) // 3
     figure, grid = plt.subplots(rows, 3, figsize=(13, 3.8 * rows), layout="constrained", squeeze=False)
