@@ -188,6 +188,15 @@ def parent_parser(name, description, lists, models, training=False, data_sets=No
     model = groups["model"]
     model.add_argument("--model", choices=sorted(models), metavar="NAME",
                        help=f"model preset: {', '.join(sorted(models))}")
+    model.add_argument("--patch_size", type=POSITIVE_INT,
+                       help="side of a token's patch in pixels: 16 in every published model; 8 for small inputs "
+                            "(64-96 px), where 16 leaves a grid too coarse to learn from (PRETRAIN.md, \"The demo's "
+                            "data and settings\")" + ("" if training and data_sets is None else
+                                                     "; default: the --finetune checkpoint's, else 16"))
+    model.add_argument("--depth", type=POSITIVE_INT,
+                       help="encoder blocks (default: the --model preset's" + (
+                           ")" if training and data_sets is None else ", or the --finetune checkpoint's)")
+                       + "; a shallow encoder learns in fewer steps: the CPU demo's has 4 (PRETRAIN.md)")
     if data_sets is not None:
         model.add_argument("--finetune", default="",
                            help="checkpoint whose encoder to use: a pretraining checkpoint or a fine-tuned "

@@ -263,7 +263,8 @@ CLASSIFIER_ARGS_TO_KWARGS = {
     "input_size": "img_size",
     "num_frames": "all_frames",
     "tubelet_size": "tubelet_size",
-    "patch_size": "patch_size",  # set from a checkpoint's weights (encoder_geometry.py); no flag sets it
+    "patch_size": "patch_size",  # a checkpoint's, from its weights (encoder_geometry.py), else --patch_size
+    "depth": "depth",  # unset: the preset's; from a checkpoint's weights where there is one
     "use_mean_pooling": "use_mean_pooling",
     "init_scale": "init_scale",
     "drop": "drop_rate",
@@ -279,6 +280,8 @@ def create_classifier(args, **overrides):
     """The classifier of an entry point's `args`: --model with those of its flags the table names;
     `overrides` win (num_classes=0 for an encoder without a head)."""
     kwargs = {kwarg: getattr(args, arg) for arg, kwarg in CLASSIFIER_ARGS_TO_KWARGS.items() if hasattr(args, arg)}
+    if kwargs.get("depth", 0) is None:  # --depth unset: the preset's
+        del kwargs["depth"]
     return create_model(args.model, **{**kwargs, **overrides})
 
 

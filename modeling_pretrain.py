@@ -184,6 +184,8 @@ class PretrainVisionTransformer(nn.Module):
             # Not saved: a resumed run starts with an empty queue.
             self.register_buffer("queue", torch.zeros(2, queue_length, out_dim), persistent=False)
             self.queue_filled = 0
+        # Set per epoch by the training script (--queue_start_epoch): before, no queue is filled or used.
+        self.queue_active = True
         # The published initialisation (METHOD.md, "Initialisation"): encoder and decoder
         # initialise their own Linear layers (xavier-uniform, zero bias); the patch
         # embedding, encoder_to_decoder and phi keep PyTorch's defaults (phi with non-zero
@@ -291,7 +293,7 @@ class PretrainVisionTransformer(nn.Module):
     def assignments(self, scores_phi, scores_model, targets, predictions):
         """Sinkhorn assignments (N, K) of both sides; with a queue, balanced together with the
         queued tubes (scored against today's prototypes), which then take this batch's place."""
-        if not self.queue_length or not self.training:
+        if not self.queue_length or not self.training or not self.queue_active:
             return (sinkhorn_knopp(scores_phi, self.sinkhorn_eps, self.sinkhorn_iterations),
                     sinkhorn_knopp(scores_model, self.sinkhorn_eps, self.sinkhorn_iterations))
         prototypes = self.prototypes.float()
@@ -432,6 +434,8 @@ def pretrain_model_config(args, state_dict=None, log=print):
     patch = getattr(args, "patch_size", None)
     if patch is not None:
         kwargs["patch_size"] = int(patch[0] if isinstance(patch, (tuple, list)) else patch)
+    if getattr(args, "depth", None) is not None:
+        kwargs["encoder_depth"] = args.depth
     if kwargs.get("target_type") in DINO_TARGETS:
         kwargs["distillation_teacher"] = args.distillation_teacher
     if kwargs.get("loss_func") != "SWAV":
@@ -452,11 +456,13 @@ def _settings_in_weights(name, state_dict):
         depths = [int(k.split(".")[2]) for k in state_dict if k.startswith(f"{part}.blocks.")]
         if depths:
             settings[kwarg] = max(depths) + 1
+    if "encoder.patch_embed.proj.weight" in state_dict:
+        settings["patch_size"] = int(state_dict["encoder.patch_embed.proj.weight"].shape[-1])
     if "encoder.blocks.0.mlp.fc1.weight" in state_dict:
         hidden, width = state_dict["encoder.blocks.0.mlp.fc1.weight"].shape
         settings["mlp_ratio"] = hidden / width
     # Encoder settings only where they leave the preset: a published model keeps its usual call.
-    for kwarg in ("encoder_depth", "mlp_ratio"):
+    for kwarg in ("encoder_depth", "mlp_ratio", "patch_size"):
         if settings.get(kwarg) == MODELS[name][kwarg]:
             del settings[kwarg]
     return settings

@@ -42,6 +42,7 @@ import training_state
 import user_errors
 import utils
 from checkpoint import load_checkpoint
+from encoder_geometry import adopt_geometry
 from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES, build_dataset, check_bad_fraction, training_loader
 from engine_for_finetuning import (FeatureDataset, FeatureProbe, VideoMixup, describe_scores, eval_loader,
                                    eval_view_dataset, evaluate, freeze_backbone, gather_outputs, is_sharded,
@@ -189,9 +190,11 @@ def run(args, env):
 
     dist_utils.seed_everything(args.seed)  # the same initial weights on every rank
     test_set, args.nb_classes = build_dataset(is_train=False, test_mode=True, args=args)
+    pretrained = load_checkpoint(args.finetune) if args.finetune else None
+    adopt_geometry(args, pretrained, args.finetune, only=("patch_size", "depth"))
     classifier = create_classifier(args)
     args.window_size = tuple(classifier.patch_embed.grid_size)
-    has_head = load_finetune_checkpoint(classifier, args) if args.finetune else False
+    has_head = load_finetune_checkpoint(classifier, pretrained, args) if args.finetune else False
     if args.linear_probing:
         print(f"linear probing: training {', '.join(freeze_backbone(classifier))}; the encoder is frozen")
     classifier.to(device)
@@ -395,9 +398,9 @@ def few_shot_subset(clips, examples):
 # Model, DeepSpeed, checkpoints
 # ---------------------------------------------------------------------------------
 
-def load_finetune_checkpoint(classifier, args):
-    """Loads --finetune into the classifier; returns whether it held a trained head for these classes."""
-    checkpoint = load_checkpoint(args.finetune)
+def load_finetune_checkpoint(classifier, checkpoint, args):
+    """Loads the --finetune checkpoint into the classifier; returns whether it held a trained head for these
+    classes."""
     report = load_pretrained_encoder(classifier, checkpoint)
     dropped = {}
     for key in report["unexpected"]:

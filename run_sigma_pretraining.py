@@ -28,6 +28,7 @@ import user_errors
 import utils
 from datasets import build_pretraining_dataset, check_bad_fraction, training_loader
 from dino_teacher import DINO_TEACHERS
+from encoder_geometry import checkpoint_geometry
 from engine_for_pretraining import train_one_epoch
 from flags import (FRACTION, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_INTERVAL_OPEN, BoolFlag, check_paths,
                    parent_parser)
@@ -43,7 +44,7 @@ def get_args_parser():
                                    models=MODELS, training=True)
     parser.set_defaults(
         num_sample=1, batch_size=16, max_bad_fraction=0.05, model="pretrain_videomae_base_patch16_224",
-        drop_path=0.0, epochs=801, opt_betas=[0.9, 0.95], lr=1.5e-4, min_lr=1e-5, warmup_lr=0.0, warmup_epochs=40,
+        drop_path=0.0, patch_size=16, epochs=801, opt_betas=[0.9, 0.95], lr=1.5e-4, min_lr=1e-5, warmup_lr=0.0, warmup_epochs=40,
         save_ckpt_freq=20, run_name="sigma_pretrain")
     data = groups["data"]
     data.add_argument("--augmentation", default="multi_scale_crop", choices=["multi_scale_crop", "resize"],
@@ -83,6 +84,10 @@ def get_args_parser():
                        help="masked tubes per process kept from past steps, per side, that Sinkhorn balances together "
                             "with the batch (SwAV's queue for small batches; not saved, so a resumed run refills it; "
                             "published: 0)")
+    model.add_argument("--queue_start_epoch", type=NON_NEGATIVE_INT, default=0,
+                       help="first epoch whose steps fill and use the queue: SwAV starts it once the features have "
+                            "settled (its epoch 15), since a queue of the first steps' near-identical features "
+                            "balances against noise")
     model.add_argument("--freeze_prototypes_niters", type=NON_NEGATIVE_INT, default=0,
                        help="steps at the start during which the prototypes are not updated (SwAV's remedy for "
                             "prototypes that chase the first, uninformative assignments; published: 0)")
@@ -117,6 +122,12 @@ def train(args, env):
         if not own_run and checkpoint.get("args") is not None:
             print(f"settings of {path}:\n{utils.format_args(checkpoint['args'], repr)}")
         training_state.adopt_architecture(checkpoint.get("args"), args, ARCHITECTURE_ARGS)
+        saved = checkpoint_geometry(checkpoint)  # from the weights, which published args do not describe
+        for name in ("patch_size", "depth"):
+            if saved[name] != getattr(args, name) and (name != "depth" or args.depth is not None
+                                                       or saved[name] != MODELS[args.model]["encoder_depth"]):
+                print(f"using the checkpoint's --{name} {saved[name]} instead of {getattr(args, name)}")
+                setattr(args, name, saved[name])
 
     dist_utils.seed_everything(args.seed)  # the same initial weights on every rank
     name, kwargs = pretrain_model_config(args)
@@ -171,6 +182,7 @@ def train(args, env):
         # augmentations, masks.
         loader.sampler.set_epoch(epoch)
         dist_utils.seed_epoch(args.seed, env.rank, epoch, loader.generator)
+        model_without_ddp.queue_active = epoch >= args.queue_start_epoch
         stats = train_one_epoch(
             model, loader, optimizer, scaler, epoch=epoch, epochs=args.epochs,
             start_step=epoch * steps_per_epoch, num_steps=steps_per_epoch, lr_schedule=lr_schedule,

@@ -3,9 +3,10 @@
     python scripts/summarize_demo_seeds.py demo_seeds/seed_0 demo_seeds/seed_1 demo_seeds/seed_2
 
 Reads DEMO_DIR/probes/results.json of each demo run (scripts/demo_linear_probe.py
-writes it) and prints, per encoder and evaluation, the mean over the runs with the
-sample standard deviation and the per-run values; then the per-run differences SIGMA
-minus random init and SIGMA minus VideoMAE, with their mean and spread. Each run is one
+writes it) and prints, per encoder (random init, VideoMAE, SIGMA, supervised) and
+evaluation, the mean over the runs with the sample standard deviation and the per-run
+values; then the per-run differences SIGMA minus random init and SIGMA minus VideoMAE,
+with their mean and spread; then the supervised classifier's own test top-1. Each run is one
 seed of everything: the videos, the pretraining and the probes (scripts/demo_seeds.sh).
 """
 import argparse
@@ -46,6 +47,9 @@ def format_seed_table(results):
             lines.append(f"    {label:<26}{spread([r[name][key] for r in results])}")
         for other, label in (("random_init", "SIGMA - random init"), ("videomae", "SIGMA - VideoMAE")):
             lines.append(f"    {label:<26}{spread([r['sigma'][key] - r[other][key] for r in results])}")
+    if all("end_to_end" in r.get("supervised", {}) for r in results):
+        lines += ["  supervised, its own classifier trained end to end (test)",
+                  f"    {'supervised':<26}{spread([r['supervised']['end_to_end'] for r in results])}"]
     return "\n".join(lines)
 
 

@@ -371,19 +371,23 @@ def test_two_process_dist_eval_scores_every_video_once_like_one_process(syntheti
 def test_demo_probe_command_is_the_documented_one(tmp_path):
     from scripts import demo_linear_probe
 
-    runs = {"sigma": "tiny", "pixel": "tiny", "small": "small"}
+    runs = {"sigma": "tiny", "pixel": "tiny", "supervised": "tiny", "small": "small"}
     for name, size in runs.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "args.json").write_text(
-            f'{{"model": "pretrain_videomae_{size}_patch16_224", "input_size": 96, "num_frames": 8, '
-            '"sampling_rate": 4}')
+            f'{{"model": "pretrain_videomae_{size}_patch16_224", "input_size": 64, "num_frames": 8, '
+            '"sampling_rate": 4, "depth": 4, "patch_size": 8}')
     settings = demo_linear_probe.run_settings(tmp_path / "sigma")
-    assert settings == ["--model", "vit_tiny_patch16_224", "--input_size", "96", "--short_side_size", "96",
-                        "--num_frames", "8", "--sampling_rate", "4"]
+    assert settings == ["--model", "vit_tiny_patch16_224", "--input_size", "64", "--short_side_size", "64",
+                        "--num_frames", "8", "--sampling_rate", "4", "--depth", "4", "--patch_size", "8"]
     assert demo_linear_probe.run_settings(tmp_path / "pixel") == settings
-    with pytest.raises(SystemExit, match="pretrained different models"):
-        demo_linear_probe.main(["--data", str(tmp_path), "--sigma", str(tmp_path / "sigma"),
-                                "--videomae", str(tmp_path / "small"), "--output_dir", str(tmp_path / "out")])
+    for other in ("--videomae", "--supervised"):
+        runs = {"--videomae": str(tmp_path / "pixel"), "--supervised": str(tmp_path / "supervised"),
+                other: str(tmp_path / "small")}
+        with pytest.raises(SystemExit, match="trained different models"):
+            demo_linear_probe.main(["--data", str(tmp_path), "--sigma", str(tmp_path / "sigma"),
+                                    *[word for flag in runs.items() for word in flag],
+                                    "--output_dir", str(tmp_path / "out")])
     # FINETUNE.md shows the command the script runs, and it parses.
     with open(os.path.join(REPO, "FINETUNE.md")) as f:
         documented = " ".join(f.read().replace("\\\n", " ").split())
@@ -391,17 +395,25 @@ def test_demo_probe_command_is_the_documented_one(tmp_path):
     args = run.parse_args(["--data_path", "x", "--data_set", "custom", "--nb_classes", "8", *settings,
                            *demo_linear_probe.PROBE_FLAGS])
     assert args.linear_probing and args.cache_features
+    assert (args.depth, args.patch_size) == (4, 8)
 
 
-def test_demo_table_puts_every_encoder_beside_chance():
+def test_demo_table_puts_every_encoder_beside_chance(tmp_path):
     from scripts import demo_linear_probe
 
     results = {"random_init": {"linear_probe": 14.0, "knn": 12.5}, "sigma": {"linear_probe": 15.5, "knn": 13.75},
-               "videomae": {"linear_probe": 12.0, "knn": 11.25}, "chance": {"linear_probe": 12.5, "knn": 12.5}}
+               "videomae": {"linear_probe": 12.0, "knn": 11.25},
+               "supervised": {"linear_probe": 70.0, "knn": 61.0, "end_to_end": 72.5},
+               "chance": {"linear_probe": 12.5, "knn": 12.5}}
     rows = demo_linear_probe.format_table(results).splitlines()
-    assert [row.split()[-2:] for row in rows[2:]] == [
-        ["14.0%", "12.5%"], ["15.5%", "13.8%"], ["12.0%", "11.2%"], ["12.5%", "12.5%"]]
-    assert [row.split("  ")[1].strip() for row in rows[2:]] == ["random init", "SIGMA", "VideoMAE", "chance"]
+    assert [row.split()[-2:] for row in rows[2:7]] == [
+        ["14.0%", "12.5%"], ["12.0%", "11.2%"], ["15.5%", "13.8%"], ["70.0%", "61.0%"], ["12.5%", "12.5%"]]
+    assert [row.split("  ")[1].strip() for row in rows[2:7]] == [
+        "random init", "VideoMAE", "SIGMA", "supervised", "chance"]
+    assert "72.5% on test" in rows[7]
+    # The supervised run's own score is its log's last test line.
+    (tmp_path / "log.txt").write_text('{"epoch": 0, "train_loss": 1.7}\n{"test_acc1": 40.0}\n{"test_acc1": 66.7}\n')
+    assert demo_linear_probe.supervised_test_top1(tmp_path) == 66.7
 
 
 def test_seed_table_shows_mean_spread_and_margins(tmp_path):
@@ -409,7 +421,8 @@ def test_seed_table_shows_mean_spread_and_margins(tmp_path):
 
     for seed, (sigma, random_init) in enumerate(((20.0, 14.0), (16.0, 15.0), (18.0, 13.0))):
         result = {"sigma": {"linear_probe": sigma, "knn": 12.5}, "random_init": {"linear_probe": random_init, "knn": 12.5},
-                  "videomae": {"linear_probe": 12.5, "knn": 12.5}, "chance": {"linear_probe": 12.5, "knn": 12.5}}
+                  "videomae": {"linear_probe": 12.5, "knn": 12.5}, "chance": {"linear_probe": 12.5, "knn": 12.5},
+                  "supervised": {"linear_probe": 50.0, "knn": 40.0, "end_to_end": 60.0 + seed}}
         (tmp_path / f"seed_{seed}" / "probes").mkdir(parents=True)
         (tmp_path / f"seed_{seed}" / "probes" / "results.json").write_text(json.dumps(result))
     table = summarize_demo_seeds.format_seed_table(
@@ -417,6 +430,7 @@ def test_seed_table_shows_mean_spread_and_margins(tmp_path):
     # SIGMA 18 +- 2 (sample std); SIGMA - random init: 6, 1, 5 -> 4.0 +- 2.6
     assert "SIGMA                      18.0 +-  2.0  (20.0, 16.0, 18.0)" in table
     assert "SIGMA - random init         4.0 +-  2.6  (6.0, 1.0, 5.0)" in table
+    assert "supervised                 61.0 +-  1.0  (60.0, 61.0, 62.0)" in table
     with pytest.raises(SystemExit, match="did the demo in"):
         summarize_demo_seeds.read_results([tmp_path / "missing"])
 

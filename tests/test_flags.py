@@ -16,12 +16,14 @@ WORKERS = default_loader_workers()  # depends on the machine: tested in test_uti
 # one parser for all must not change any of them.
 PRETRAIN = dict(
     augmentation='multi_scale_crop', auto_resume=True, batch_size=16, clip_grad=None, compile=False, data_path_csv=None,
-    decoder_depth=4, device='auto', dist_timeout=30, distillation_teacher='dino_b', drop_path=0.0, epochs=801,
+    decoder_depth=4, depth=None, device='auto', dist_timeout=30, distillation_teacher='dino_b', drop_path=0.0, epochs=801,
     freeze_projection_niters=0, freeze_prototypes_niters=0, gray_scale_prob=0.0, input_size=224,
     local_rank=None, log_dir=None, loss_func='SWAV', lr=0.00015, mask_ratio=0.9, mask_type='tube',
     max_bad_fraction=0.05, min_lr=1e-05, model='pretrain_videomae_base_patch16_224', normlize_target=True,
     num_frames=16, num_prototypes=3000, num_sample=1, num_workers=WORKERS, opt='adamw', opt_betas=[0.9, 0.95],
-    opt_eps=1e-08, output_dir='', pin_mem=True, precision=None, print_freq=None, queue_length=0, resume='',
+    opt_eps=1e-08, output_dir='', patch_size=16, pin_mem=True, precision=None, print_freq=None, queue_length=0,
+    queue_start_epoch=0,
+    resume='',
     run_name='sigma_pretrain', sampling_rate=4, save_ckpt_freq=20, seed=0, sinkhorn_eps=0.05,
     sinkhorn_iterations=10, soft_targets=False, steps_per_epoch=None, target_type='mlp', teacher_precision=None,
     teacher_weights=None,
@@ -30,14 +32,15 @@ PRETRAIN = dict(
 )
 FINETUNE = dict(
     aa='rand-m7-n4-mstd0.5-inc1', attn_drop_rate=0.0, auto_resume=True, batch_size=64, cache_features=False,
-    clip_grad=None, cutmix=1.0, cutmix_minmax=None, data_path_csv=None, data_set='Kinetics-400', device='auto',
+    clip_grad=None, cutmix=1.0, cutmix_minmax=None, data_path_csv=None, data_set='Kinetics-400', depth=None,
+    device='auto',
     disable_eval_during_finetuning=False, dist_eval=False, dist_timeout=30, drop=0.0, drop_path=0.1,
     enable_deepspeed=False, epochs=30, eval=False, examples=0, fc_drop_rate=0.0, finetune='',
     horizontal_flip=None, init_scale=0.001, input_size=224, layer_decay=0.75, linear_probing=False,
     local_rank=None, log_dir=None, lr=0.001, max_bad_fraction=0.01, min_lr=1e-06, mixup=0.8, mixup_mode='batch',
     mixup_prob=1.0, mixup_switch_prob=0.5, model='vit_base_patch16_224', model_ema=False,
     model_ema_decay=0.9999, model_ema_force_cpu=False, nb_classes=400, num_frames=16, num_sample=2,
-    num_workers=WORKERS, opt='adamw', opt_betas=[0.9, 0.999], opt_eps=1e-08, output_dir='', pin_mem=True,
+    num_workers=WORKERS, opt='adamw', opt_betas=[0.9, 0.999], opt_eps=1e-08, output_dir='', patch_size=None, pin_mem=True,
     precision=None, print_freq=None, recount=1, remode='pixel', reprob=0.25, resume='', run_name='sigma_finetune',
     sampling_rate=4, save_ckpt=True, save_ckpt_freq=100, seed=0, short_side_size=224, smoothing=0.1,
     test_num_crop=3, test_num_segment=5, train_interpolation='bicubic', tubelet_size=2, update_freq=1,
@@ -46,16 +49,17 @@ FINETUNE = dict(
 )
 # The encoder geometry is unset: the --finetune checkpoint's (encoder_geometry.py).
 EXTRACT = dict(
-    batch_size=32, data_path_csv=None, data_set='custom', device='auto', dist_timeout=30, finetune='',
+    batch_size=32, data_path_csv=None, data_set='custom', depth=None, device='auto', dist_timeout=30, finetune='',
     input_size=None, max_bad_fraction=0.01, model='vit_base_patch16_224', num_frames=None, num_workers=WORKERS,
-    pin_mem=True, precision=None, sampling_rate=4, seed=0, short_side_size=224, tokens=False, tubelet_size=None,
+    patch_size=None, pin_mem=True, precision=None, sampling_rate=4, seed=0, short_side_size=224, tokens=False,
+    tubelet_size=None,
     use_mean_pooling=False
 )
 KNN = dict(
-    batch_size=32, data_path_csv=None, data_set='custom', device='auto', dist_timeout=30, finetune='',
+    batch_size=32, data_path_csv=None, data_set='custom', depth=None, device='auto', dist_timeout=30, finetune='',
     input_size=None, max_bad_fraction=0.01, model='vit_base_patch16_224', nb_knn=[200], num_frames=None,
-    num_workers=WORKERS, pin_mem=True, precision=None, sampling_rate=4, seed=0, short_side_size=224,
-    temperature=0.07, tubelet_size=None, use_mean_pooling=False
+    num_workers=WORKERS, patch_size=None, pin_mem=True, precision=None, sampling_rate=4, seed=0,
+    short_side_size=224, temperature=0.07, tubelet_size=None, use_mean_pooling=False
 )
 # entry point: (its parser, how it parses, the flags it requires besides --data_path, its defaults)
 ENTRY_POINTS = {
