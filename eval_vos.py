@@ -64,6 +64,10 @@ def get_args_parser():
     encoder.add_argument("--num_frames", type=POSITIVE_INT,
                          help="frames per clip (default: the checkpoint's, else 16)")
     encoder.add_argument("--tubelet_size", type=POSITIVE_INT, default=2, help="frames per token of a random encoder")
+    encoder.add_argument("--patch_size", type=POSITIVE_INT,
+                         help="patch side of a random encoder (default: the checkpoint's, else 16)")
+    encoder.add_argument("--depth", type=POSITIVE_INT,
+                         help="blocks of a random encoder (default: the checkpoint's, else the --model preset's)")
     encoder.add_argument("--batch_size", type=POSITIVE_INT, default=4, help="clips per forward pass")
     cluster = parser.add_argument_group("clustering")
     cluster.add_argument("--overclustering", type=POSITIVE_INT, default=1,

@@ -24,7 +24,7 @@ import time
 import dist_utils
 import user_errors
 import utils
-from checkpoint import checkpoint_state_dict, load_checkpoint, save_checkpoint_atomic
+from checkpoint import checkpoint_state_dict, load_checkpoint, save_checkpoint_atomic, strip_prefixes
 from clip_lists import read_clip_list, resolve_clip_list
 from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES, check_bad_fraction
 from encoder_geometry import adopt_geometry
@@ -57,6 +57,9 @@ def build_encoder(args, clip_size_from_flags=False):
     in the checkpoint's geometry (encoder_geometry.adopt_geometry)."""
     checkpoint = load_checkpoint(args.finetune) if args.finetune else None
     adopt_geometry(args, checkpoint, args.finetune, clip_size_from_flags)
+    if checkpoint is not None and "fc_norm.weight" in strip_prefixes(checkpoint_state_dict(checkpoint), ("backbone.",)):
+        # A fine-tuned classifier has no final norm: its features are what its head reads, fc_norm of the mean token.
+        args.use_mean_pooling = True
     dist_utils.seed_everything(args.seed)
     encoder = create_classifier(args, num_classes=0)
     if args.finetune:

@@ -1,7 +1,7 @@
 """What a SIGMA model's prototypes stand for: the space-time tubes most similar to each (the paper's Fig. 4, 5).
 
     python visualize_prototypes.py --finetune demo_output/pretrain_sigma_mlp/checkpoint-latest.pth \\
-        --video demo_output/data/val/striped_ellipse_slides/0000.mp4 --output_dir prototypes
+        --video demo_output/data/val/bar_slides/0000.mp4 --output_dir prototypes
     python visualize_prototypes.py --finetune CKPT --data_path LIST --prototypes 0,5,9 --top 25 --output_dir O
 
 The similarity of a tube to a prototype is the one the SIGMA loss trains the video model

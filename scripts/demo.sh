@@ -28,7 +28,7 @@
 # Environment:
 #   SEED [0]            seeds the videos (make_synthetic_videos.py --seed), the
 #                       training runs and the probes
-#   DEMO_EPOCHS [EPOCHS_DEFAULT]     pretraining epochs over pretrain.csv (batch 16); the supervised
+#   DEMO_EPOCHS [3]     pretraining epochs over pretrain.csv (batch 16); the supervised
 #                       run takes as many steps; more is the longer version (README)
 #   DEMO_DIR [demo_output]  where everything is written
 #   DATA [DEMO_DIR/data]    any directory with train.csv, val.csv and test.csv (VideoMAE
@@ -53,7 +53,7 @@ fi
 PYTHON=${PYTHON:-.venv/bin/python}
 [ -x "${PYTHON}" ] || PYTHON=python3
 SEED=${SEED:-0}
-DEMO_EPOCHS=${DEMO_EPOCHS:-EPOCHS_DEFAULT}
+DEMO_EPOCHS=${DEMO_EPOCHS:-3}
 DEMO_DIR=${DEMO_DIR:-demo_output}
 DATA=${DATA:-${DEMO_DIR}/data}
 PIXEL_RUN="${DEMO_DIR}/pretrain_videomae_pixel"
@@ -85,8 +85,8 @@ NB_CLASSES=$(( $(awk '{print $NF}' "${DATA}/train.csv" | sort -n | tail -1) + 1 
 # one epoch of warm-up, a cosine to 1e-5, as published.
 GEOMETRY=(--model pretrain_videomae_tiny_patch16_224 --depth 4 --patch_size 8 --input_size 64 --num_frames 8
           --sampling_rate 4)
-BUDGET=(--mask_type tube --mask_ratio MASK_DEFAULT --batch_size 16 --epochs "${DEMO_EPOCHS}" --warmup_epochs 1
-        --lr LR_DEFAULT --min_lr 1e-5 --num_workers 2 --save_ckpt_freq "${DEMO_EPOCHS}" --seed "${SEED}")
+BUDGET=(--mask_type tube --mask_ratio 0.75 --batch_size 16 --epochs "${DEMO_EPOCHS}" --warmup_epochs 1
+        --lr 1e-3 --min_lr 1e-5 --num_workers 2 --save_ckpt_freq "${DEMO_EPOCHS}" --seed "${SEED}")
 
 pretrain() {  # OUTPUT_DIR FLAGS...: full log in OUTPUT_DIR/train.log, the per-step lines on screen
     local out=$1
@@ -114,7 +114,7 @@ echo "${SUPERVISED_EPOCHS} epochs of ${TRAIN_STEPS_PER_EPOCH} steps"
     --model vit_tiny_patch16_224 --depth 4 --patch_size 8 --input_size 64 --short_side_size 64 --num_frames 8 \
     --sampling_rate 4 --mixup 0 --cutmix 0 --aa none --reprob 0 --num_sample 1 --batch_size 16 \
     --epochs "${SUPERVISED_EPOCHS}" --warmup_epochs 1 \
-    --lr LR_SUPERVISED --layer_decay 1.0 --drop_path 0 --disable_eval_during_finetuning --test_num_segment 2 \
+    --lr 5e-3 --layer_decay 1.0 --drop_path 0 --disable_eval_during_finetuning --test_num_segment 2 \
     --test_num_crop 1 --save_ckpt_freq "${SUPERVISED_EPOCHS}" --num_workers 2 --seed "${SEED}" \
     --output_dir "${SUPERVISED_RUN}" 2>&1 | tee -a "${SUPERVISED_RUN}/train.log" \
     | grep --line-buffered -E "^(Epoch \[[0-9]+/[0-9]+\] \[ *[0-9]+/[0-9]+\]|test: )"

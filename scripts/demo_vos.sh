@@ -39,14 +39,16 @@ VIDEOMAE=$(newest "${DEMO_DIR}/pretrain_videomae_pixel")
 
 echo "== 1/2 synthetic videos with object masks in ${DAVIS}"
 if [ ! -f "${DAVIS}/ImageSets/2017/val.txt" ]; then
-    # The demo's videos (112 px, 48 frames); only the val split is rendered into DAVIS.
-    "${PYTHON}" scripts/make_synthetic_videos.py --out "${DEMO_DIR}/vos_videos" --videos_per_class 1 \
+    # The demo's videos (64 px, 40 frames); only the val split is rendered into DAVIS.
+    "${PYTHON}" scripts/make_synthetic_videos.py --out "${DEMO_DIR}/vos_videos" --videos_per_class 1 --frames 40 \
         --val_per_class "${VOS_VIDEOS}" --test_per_class 0 --seed "${SEED}" --davis "${DAVIS}"
 fi
 
 echo "== 2/2 segmentation by random init, SIGMA and VideoMAE"
-# The random encoder gets the pretrained runs' geometry (ViT-Tiny, 8 frames of 96 px).
-RANDOM_INIT=(--model vit_tiny_patch16_224 --input_size 96 --num_frames 8 --seed "${SEED}")
+# The random encoder gets the pretrained runs' geometry (ViT-Tiny's width, 4 blocks, 8 frames of 64 px,
+# 8 px patches).
+RANDOM_INIT=(--model vit_tiny_patch16_224 --depth 4 --patch_size 8 --input_size 64 --num_frames 8
+             --seed "${SEED}")
 declare -A RESULT
 for encoder in random_init sigma videomae; do
     case ${encoder} in

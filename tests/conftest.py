@@ -25,7 +25,7 @@ from scripts import make_synthetic_videos  # noqa: E402  (needs ROOT on sys.path
 def synthetic_videos(tmp_path_factory):
     """A small synthetic dataset of real H.264 mp4 files, made once per test session.
 
-    4 classes (striped ellipses and checkered squares, sliding or spinning);
+    4 classes (bars sliding, spinning or pulsing, and triangles sliding);
     3 train, 2 val and 2 test videos per class; 24 frames of 64x64 each. Returns the
     directory that holds train.csv, val.csv, test.csv (VideoMAE clip lists with
     paths relative to it), meta.json (classes and settings) and the videos. Takes

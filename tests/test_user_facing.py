@@ -112,3 +112,21 @@ def test_a_patch_mismatch_names_the_values_not_missing_flags(patch8_checkpoint):
     model = create_model("vit_tiny_patch16_224", img_size=32, all_frames=4, num_classes=0, depth=1)
     with pytest.raises(Exception, match=r"its patch is 8, this model's 16 \(no flag: the --model presets' 16\)"):
         load_pretrained_encoder(model, torch.load(patch8_checkpoint, weights_only=False))
+
+
+def test_a_fine_tuned_classifier_gives_the_features_its_head_reads(tmp_path):
+    # A 4-block classifier (the demo's supervised ceiling): no final norm, fc_norm of the mean token.
+    classifier = create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, all_frames=4, depth=4,
+                              num_classes=3).eval()
+    path = tmp_path / "classifier.pth"
+    save_checkpoint_atomic({"model": classifier.state_dict(),
+                            "args": argparse.Namespace(model="vit_tiny_patch16_224", input_size=32, num_frames=4)},
+                           path)
+    args = encoder_args("--finetune", str(path))
+    encoder = extract_features.build_encoder(args)
+    assert (args.depth, args.patch_size, args.use_mean_pooling) == (4, 8, True)
+    clip = torch.randn(2, 3, 4, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.forward_features(clip), classifier.forward_features(clip))
+    with pytest.raises(GeometryMismatchError, match="--depth 12, but .*classifier.pth was made with 4"):
+        extract_features.build_encoder(encoder_args("--finetune", str(path), "--depth", "12"))

@@ -47,7 +47,7 @@ def direct_scores(model, video, ratio, seed):
 
 
 def test_the_tubes_shown_are_the_top_ones_by_score(sigma_checkpoint, synthetic_videos, tmp_path):
-    video = synthetic_videos / "val" / "striped_ellipse_slides" / "0000.mp4"
+    video = synthetic_videos / "val" / "bar_slides" / "0000.mp4"
     out = tmp_path / "pictures"
     shown = visualize_prototypes.main(["--finetune", str(sigma_checkpoint), "--video", str(video),
                                        "--output_dir", str(out), "--top", "7", "--most_used", "3", "--seed", "1"])
@@ -73,7 +73,7 @@ def test_the_tubes_shown_are_the_top_ones_by_score(sigma_checkpoint, synthetic_v
 
 
 def test_chosen_prototypes_and_bad_input(sigma_checkpoint, synthetic_videos, tmp_path):
-    video = synthetic_videos / "val" / "striped_ellipse_slides" / "0000.mp4"
+    video = synthetic_videos / "val" / "bar_slides" / "0000.mp4"
     shown = visualize_prototypes.main(["--finetune", str(sigma_checkpoint), "--video", str(video),
                                        "--output_dir", str(tmp_path), "--prototypes", "0,5", "--top", "25"])
     assert list(shown) == [0, 5] and all(len(tubes) == 8 for tubes in shown.values())  # 8 tubes in the clip
