@@ -208,15 +208,14 @@ def format_checks(results, videomae_dir, sigma_dir):
     accuracy, majority = last["train_model_accuracy"], last["train_model_majority"]
     signs = collapse_signs(last, sigma_args["num_prototypes"])
     return "\n".join([
-        "  can anything be learned here?",
-        f"    classes:  supervised test top-1 {ceiling:.1f}% (at least {CEILING_AT_LEAST:.0f}%)"
-        f"{'':>6}{verdict(ceiling >= CEILING_AT_LEAST)}",
-        f"    VideoMAE: last epoch's pixel loss {loss:.3f} (at most {PIXEL_LOSS_AT_MOST:.2f}; predicting 0 gives "
-        f"about 1)   {verdict(loss <= PIXEL_LOSS_AT_MOST)}",
-        f"    SIGMA:    predicts phi's cluster {accuracy:.1%}, {accuracy / max(majority, 1e-9):.1f}x always naming the "
-        f"most frequent ({majority:.1%}; at least {SIGMA_OVER_MAJORITY:.0f}x), "
-        f"{'collapsed' if signs else 'no collapse'}   "
-        f"{verdict(accuracy >= SIGMA_OVER_MAJORITY * majority and not signs)}"])
+        "  can anything be learned here? (PRETRAIN.md, \"The demo's data and settings\")",
+        f"    {verdict(ceiling >= CEILING_AT_LEAST):<5} the classes: the supervised classifier's test top-1 {ceiling:.1f}% "
+        f"(at least {CEILING_AT_LEAST:.0f}%)",
+        f"    {verdict(loss <= PIXEL_LOSS_AT_MOST):<5} VideoMAE's pretext: last epoch's pixel loss {loss:.3f} (at most "
+        f"{PIXEL_LOSS_AT_MOST:.2f}; predicting 0 gives about 1)",
+        f"    {verdict(accuracy >= SIGMA_OVER_MAJORITY * majority and not signs):<5} SIGMA's pretext: predicts phi's "
+        f"cluster {accuracy:.1%}, {accuracy / max(majority, 1e-9):.1f}x always naming the most frequent "
+        f"({majority:.1%}; at least {SIGMA_OVER_MAJORITY:.0f}x), {'collapsed' if signs else 'no collapse'}"])
 
 
 def format_table(results):
