@@ -15,9 +15,11 @@ the validation videos only, never on test: k-NN (train.csv as the bank, val.csv 
 queries) and a linear probe trained on train.csv, scored on val.csv. A random
 initialisation is evaluated the same way, as the floor.
 
-The rule: for each method, the setting of best validation k-NN (ties: best validation
-linear probe, then the smaller learning rate). SIGMA's remedies are settings of SIGMA, so
-they compete with the published form under the same rule.
+The rule: for each method, among its settings whose last epoch shows no sign of collapse
+(scripts/summarize_pretraining.py; a collapsed SIGMA is not SIGMA at work, and VideoMAE
+has no such signs), the setting of best validation k-NN (ties: best validation linear
+probe, then the smaller learning rate). SIGMA's remedies are settings of SIGMA, so they
+compete with the published form under the same rule.
 
 Writes OUT/results.json (one record per run), OUT/results.md (the table) and OUT/sweep.png
 (validation k-NN and final pretext loss against the learning rate). Runs finished in an
@@ -70,6 +72,8 @@ def get_args_parser():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2, help="settings run at a time, one thread each")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--report", action="store_true",
+                        help="train nothing: the table and plot of the settings already finished in --out")
     parser.add_argument("--python", default=sys.executable)
     return parser
 
@@ -92,9 +96,13 @@ def validation_view(data, out):
     return view
 
 
+def run_name(method, lr, mask_ratio):
+    return f"{method}_lr{lr:g}_mask{mask_ratio:g}"
+
+
 def run_setting(method, lr, mask_ratio, args, context):
     """Pretrains one setting and evaluates its encoder; returns its record (read back if already done)."""
-    name = f"{method}_lr{lr:g}_mask{mask_ratio:g}"
+    name = run_name(method, lr, mask_ratio)
     run_dir = os.path.join(args.out, name)
     record_path = os.path.join(run_dir, "record.json")
     if os.path.isfile(record_path):
@@ -139,10 +147,13 @@ def evaluate(run_dir, args, context, checkpoint="checkpoint-latest.pth"):
 
 
 def choose(records):
-    """The rule: per method, best validation k-NN, then best validation linear probe, then the smaller lr."""
+    """The rule: per method, among the settings that show no sign of collapse, the best validation k-NN, then
+    the best validation linear probe, then the smaller lr."""
     chosen = {}
     for method in {record["method"] for record in records}:
-        candidates = [r for r in records if r["method"] == method]
+        candidates = [r for r in records if r["method"] == method and not r.get("collapse")]
+        if not candidates:
+            continue
         chosen[method] = max(candidates, key=lambda r: (r["knn"], r["linear_probe"], -r["lr"]))
     best_sigma = max((chosen[m] for m in ("sigma", "sigma_remedies") if m in chosen),
                      key=lambda r: (r["knn"], r["linear_probe"], -r["lr"]), default=None)
@@ -211,6 +222,8 @@ def main(argv=None):
     with open(floor_path) as f:
         floor = json.load(f)
     grid = [(method, lr, mask) for method in args.methods for mask in MASK_RATIOS for lr in LRS]
+    if args.report:
+        grid = [setting for setting in grid if os.path.isfile(os.path.join(args.out, run_name(*setting), "record.json"))]
     with ThreadPoolExecutor(args.jobs) as pool:
         records = list(pool.map(lambda setting: run_setting(*setting, args, context), grid))
     chance = 100 * majority_share(labels_of(args.data, "val"))

@@ -474,3 +474,22 @@ def test_demo_probe_shows_progress_lines_shortened_and_logs_everything(tmp_path,
         "   linear probe: Epoch [3/50] [ 4/12]  eta 0:00:08 (run 0:03:10 of the probe)",
         "   linear probe: features of 64 videos in 12 s"]
     assert (tmp_path / "probe.log").read_text().splitlines()[1:] == lines
+
+
+def test_demo_sweep_rule_takes_the_best_validation_knn_of_the_runs_that_did_not_collapse():
+    from scripts import demo_sweep
+
+    def record(method, lr, knn, probe, collapse=()):
+        return dict(method=method, lr=lr, mask_ratio=0.75, knn=knn, linear_probe=probe, loss_first=1.3, loss=1.0,
+                    collapse=list(collapse))
+
+    records = [record("videomae", 1e-3, 25.0, 15.0), record("videomae", 2e-3, 25.0, 18.0),
+               record("videomae", 5e-3, 25.0, 18.0),  # a tie on both: the smaller lr
+               record("sigma", 1e-3, 40.0, 30.0, ["phi's features all point one way"]),  # best, but collapsed
+               record("sigma", 5e-4, 20.0, 20.0), record("sigma_remedies", 5e-4, 22.0, 10.0)]
+    chosen, best_sigma = demo_sweep.choose(records)
+    assert (chosen["videomae"]["lr"], chosen["sigma"]["lr"]) == (2e-3, 5e-4)
+    assert best_sigma is chosen["sigma_remedies"]
+    table = demo_sweep.format_table(records, {"knn": 20.0, "linear_probe": 17.0}, 16.7, chosen)
+    assert "| SIGMA | 0.001 | 0.75 | 1.300 -> 1.000 | - | - | - | yes | 40.0 | 30.0 |" in table
+    assert "| VideoMAE **(chosen)** | 0.002 |" in table
