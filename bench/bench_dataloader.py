@@ -22,6 +22,7 @@ It checks that both produce the same clips (up to rounding) before it prints the
 
     python bench/bench_dataloader.py                 # about a minute on 2 cores
     python bench/bench_dataloader.py --clips 200 --keyint 32
+    python bench/bench_dataloader.py --decoders      # PyAV (ours), decord, torchcodec: the same files
 """
 import argparse
 import json
@@ -284,6 +285,23 @@ def decoder_table(clips, videos, short_side, parallel, cuda, keyint=250, preproc
     return result
 
 
+def print_decoder_table(args):
+    result = decoder_table(args.clips, args.videos, args.short_side, parallel=False, cuda=torch.cuda.is_available(),
+                           keyint=args.keyint, preprocessed_keyint=args.preprocessed_keyint)
+    print(f"one worker (1 process, 1 torch thread), {args.clips} clips of 16x224x224, {result['cpu']}; "
+          "decode: the 16 frames; rest: crop, resize, mask")
+    print(f"{'decoder, files':<64}{'decode':>8}{'rest':>8}{'clips/s':>9}{'vs decord':>10}{'max diff':>9}")
+    for key, d in result["decoders"].items():
+        if d["clips_per_s"] is None:
+            print(f"{key:<64}  {d['note']}")
+            continue
+        decord_rate = result["decoders"][f"decord, {d['files']}"]["clips_per_s"]
+        print(f"{key:<64}{d['decode_ms']:>8.1f}{d['rest_ms']:>8.1f}{d['clips_per_s']:>9.2f}"
+              f"{d['clips_per_s'] / decord_rate:>9.2f}x{result['same_frames_as_decord'][key]:>9}")
+    print("max diff: the largest difference from decord's frames, in grey levels (0: the same frames)")
+    print(json.dumps(result))
+
+
 def _cpu_model():
     with open("/proc/cpuinfo") as f:
         return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
@@ -302,8 +320,15 @@ def main():
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--sampling_rate", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--decoders", action="store_true",
+                        help="instead: clips/s of a worker with each decoder (ours, decord, torchcodec where it "
+                             "loads) on the same files, as written and re-encoded by scripts/preprocess_videos.py")
+    parser.add_argument("--preprocessed_keyint", type=int, default=16,
+                        help="with --decoders: the keyframe interval the files are re-encoded to")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.decoders:
+        return print_decoder_table(args)
 
     with tempfile.TemporaryDirectory() as video_dir:
         start = time.perf_counter()
