@@ -55,7 +55,7 @@ CHECKS = {"environment": (60, None), **{f"correctness_{t}": (90, None) for t in 
           "resume_finetuning_deepspeed": (180, None), "throughput_eager": (120, None),
           "throughput_compiled": (200, "needs CUDA: on the CPU only compile time, which the compile check covers"),
           "loader": (90, None)}
-SMOKE_LIMIT_S = 240  # every check at toy size on the CPU; generous for loaded machines
+SMOKE_LIMIT_S = 600  # every check at toy size on the CPU: only a hang should reach it, also on loaded machines
 
 
 def sizes(smoke):
@@ -306,6 +306,9 @@ def run_checks(args):
     def alarm(signum, frame):
         raise CheckTimeout()
     signal.signal(signal.SIGALRM, alarm)
+    # The parent's SIGTERM (a hang past every limit) also unwinds the check, so that what it started
+    # (torchrun and its worker) is stopped on the way out.
+    signal.signal(signal.SIGTERM, alarm)
     for name, limit in zip(args.check, args.limit_s):
         path = Path(args.out) / f"{name}.json"
         result = {"status": "running"}
@@ -344,12 +347,17 @@ def launch(names, limits, args, out):
             process.wait(timeout=sum(limits) + 30)
         except subprocess.TimeoutExpired:
             pass  # hung in native code, where SIGALRM cannot reach: the parent ends it
-        if process.poll() is None or process.returncode != 0:
+        if process.poll() is None:
+            process.terminate()  # unwinds the check in the child, which stops what it started
             try:
-                os.killpg(process.pid, signal.SIGKILL)  # the child and whatever it started (torchrun, workers)
-            except ProcessLookupError:
+                process.wait(timeout=45)
+            except subprocess.TimeoutExpired:
                 pass
-            process.wait()
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # whatever is left in the child's group
+        except ProcessLookupError:
+            pass
+        process.wait()
     results = {}
     for name in names:
         path = out / f"{name}.json"

@@ -80,9 +80,15 @@ def torchrun(entry, flags, device, log_path, kill_after_epoch=None):
         try:
             return process.wait()
         finally:
-            if process.poll() is None:  # the check's time limit: torchrun and its worker go with it
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            if process.poll() is None:
+                # The check's time limit. torchrun starts its worker in a session of its own, out of reach
+                # of a signal to torchrun's group; SIGTERM to torchrun stops the worker first.
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
 
 
 def comparable(path):
@@ -240,7 +246,7 @@ def measure(name, bench_args, videos, mask, compiled):
 
 def check_loader(args, result):
     import bench_dataloader
-    result["data"] = bench_dataloader.decoder_table(clips=8 if args.smoke else 48, videos=2 if args.smoke else 4,
+    result["data"] = bench_dataloader.decoder_table(clips=8 if args.smoke else 32, videos=2 if args.smoke else 4,
                                                    short_side=96 if args.smoke else 320,
                                                    parallel=not args.smoke, cuda=args.device == "cuda")
 

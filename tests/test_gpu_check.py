@@ -18,7 +18,7 @@ def smoke(out, *checks):
     """`gpu_check.py --device cpu --smoke --only CHECKS`; returns (exit status, its last line as JSON)."""
     result = subprocess.run([sys.executable, os.path.join(REPO, "bench", "gpu_check.py"), "--device", "cpu",
                              "--smoke", "--out", str(out), "--only", *checks], cwd=REPO, capture_output=True,
-                            text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            text=True, timeout=3600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert json.loads((out / "gpu_check.json").read_text())["checks"].keys() == report["checks"].keys()
     return result.returncode, report
