@@ -304,7 +304,7 @@ def run_checks(args):
                  **gpu_check_runs.CHECK_FUNCTIONS}
 
     def alarm(signum, frame):
-        raise CheckTimeout()
+        raise CheckTimeout(signum)
     signal.signal(signal.SIGALRM, alarm)
     # The parent's SIGTERM (a hang past every limit) also unwinds the check, so that what it started
     # (torchrun and its worker) is stopped on the way out.
@@ -321,8 +321,9 @@ def run_checks(args):
         try:
             functions[name](args, result)
             result["status"] = "pass"
-        except CheckTimeout:
-            result.update(status="timeout", error=f"stopped at its time limit of {limit:.0f} s")
+        except CheckTimeout as stop:
+            result.update(status="timeout", error=f"stopped at its time limit of {limit:.0f} s" if stop.args[0] ==
+                          signal.SIGALRM else "stopped by SIGTERM (the whole run's limit)")
         except Exception as error:  # a failed check is reported, and the others still run
             import traceback
             result.update(status="fail", error=f"{type(error).__name__}: {error}",
