@@ -50,8 +50,8 @@ def run_sizes(smoke, entry):
                  "finetuning": ["--model", "vit_tiny_patch16_224", "--short_side_size", "32"]}[entry]
     else:
         # 20 training videos in batches of 4: 5 steps per epoch, 4 epochs.
-        data = ["--num_classes", str(classes), "--videos_per_class", "5", "--val_per_class", "1", "--test_per_class", "1",
-                "--frames", "24", "--size", "112"]
+        data = ["--num_classes", str(classes), "--videos_per_class", "5", "--val_per_class", "1",
+                "--test_per_class", "1", "--frames", "24", "--size", "112"]
         clip = ["--input_size", "112", "--num_frames", "8", "--sampling_rate", "2", "--batch_size", "4",
                 "--num_workers", "2", "--epochs", "4"]
         model = {"pretraining": ["--model", "pretrain_videomae_small_patch16_224", "--num_prototypes", "256",
@@ -66,29 +66,34 @@ def run_sizes(smoke, entry):
         "--enable_deepspeed", "--zero_stage", "2", "--precision", "bf16"]
 
 
-def torchrun(entry, flags, device, log_path, kill_after_epoch=None):
-    """One `torchrun --nproc_per_node=1` run of this file's worker; returns its exit status."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", __file__,
-               entry, *([] if kill_after_epoch is None else ["--kill_after_epoch", str(kill_after_epoch)]),
-               *flags, "--device", device]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    with open(log_path, "a") as log:
-        log.write(f"$ {' '.join(command)}\n")
-        log.flush()
-        process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        try:
-            return process.wait()
-        finally:
-            if process.poll() is None:
-                # The check's time limit. torchrun starts its worker in a session of its own, out of reach
-                # of a signal to torchrun's group; SIGTERM to torchrun stops the worker first.
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+class Torchrun:
+    """One `torchrun --nproc_per_node=1` run of this file's worker, started at once; ``wait()`` gives its exit
+    status. The uninterrupted run goes on beside the killed and resumed ones: two cores, or one GPU, hold both."""
+
+    def __init__(self, entry, flags, device, log_path, kill_after_epoch=None):
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", __file__,
+                   entry, *([] if kill_after_epoch is None else ["--kill_after_epoch", str(kill_after_epoch)]),
+                   *flags, "--device", device]
+        environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+        with open(log_path, "w") as log:
+            log.write(f"$ {' '.join(command)}\n")
+            log.flush()
+            self.process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait(self):
+        return self.process.wait()
+
+    def stop(self):
+        """Ends a run still going (the check's time limit or failure). torchrun starts its worker in a session
+        of its own, out of reach of a signal to torchrun's group; SIGTERM to torchrun stops the worker first."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
 
 
 def comparable(path):
@@ -116,28 +121,31 @@ def check_resume(args, result, entry):
     from scripts import make_synthetic_videos
     data_flags, flags = run_sizes(args.smoke, entry)
     epochs = int(flags[flags.index("--epochs") + 1])
-    log_path = Path(args.out) / f"resume_{entry}_runs.log"
     with tempfile.TemporaryDirectory() as tmp:
         videos = Path(tmp) / "videos"
         make_synthetic_videos.main(["--out", str(videos), *data_flags, "--seed", "0", "--workers", "2"])
         paths = (["--data_path", str(videos), "--data_path_csv", str(videos / "train.csv")]
                  if entry == "pretraining" else ["--data_path", str(videos)])
-        runs = {}
-        for name in ("uninterrupted", "interrupted"):
-            runs[name] = Path(tmp) / name
-            flags_here = [*paths, *flags, "--output_dir", str(runs[name])]
-            if name == "uninterrupted":
-                status = torchrun(entry, flags_here, args.device, log_path)
+        runs = {name: Path(tmp) / name for name in ("uninterrupted", "interrupted")}
+        killed_at = epochs // 2 - 1
+        logs = {name: Path(args.out) / f"resume_{entry}_{name}.log" for name in ("uninterrupted", "killed", "resumed")}
+
+        def start(name, run, **kill):
+            return Torchrun(entry, [*paths, *flags, "--output_dir", str(runs[run])], args.device, logs[name], **kill)
+        uninterrupted = start("uninterrupted", "uninterrupted")
+        started = [uninterrupted]
+        try:
+            started.append(start("killed", "interrupted", kill_after_epoch=killed_at))
+            if started[-1].wait() == 0:
+                raise RuntimeError(f"the run to be killed after epoch {killed_at} finished; see {logs['killed']}")
+            started.append(start("resumed", "interrupted"))
+            for name, run in (("resumed", started[-1]), ("uninterrupted", uninterrupted)):
+                status = run.wait()
                 if status != 0:
-                    raise RuntimeError(f"the uninterrupted run failed (exit status {status}); see {log_path}")
-                continue
-            killed_at = epochs // 2 - 1
-            status = torchrun(entry, flags_here, args.device, log_path, kill_after_epoch=killed_at)
-            if status == 0:
-                raise RuntimeError(f"the run to be killed after epoch {killed_at} finished; see {log_path}")
-            status = torchrun(entry, flags_here, args.device, log_path)
-            if status != 0:
-                raise RuntimeError(f"the resumed run failed (exit status {status}); see {log_path}")
+                    raise RuntimeError(f"the {name} run failed (exit status {status}); see {logs[name]}")
+        finally:
+            for run in started:
+                run.stop()
         reference = comparable(runs["uninterrupted"] / "log.txt")
         resumed = comparable(runs["interrupted"] / "log.txt")
     difference = largest_difference(resumed, reference)
@@ -147,7 +155,7 @@ def check_resume(args, result, entry):
                           bitwise_equal=difference == 0.0, reference=reference, resumed=resumed)
     if difference > RESUME_TOLERANCE:
         raise AssertionError(f"the resumed run's log differs from the uninterrupted one's by {difference:.3g} "
-                             f"(relative); see {log_path}")
+                             f"(relative); see {logs['resumed']}")
 
 
 def worker(argv):

@@ -44,7 +44,8 @@ def test_a_clip_list_is_converted_resumably_and_bad_files_are_listed(synthetic_v
         frames, height, width, keys = stream_facts(out / path)
         source_frames, source_height, source_width, _ = stream_facts(synthetic_videos / source)
         # Every frame kept; the 64 x 64 videos shrunk to the short side; a keyframe every 4 frames.
-        assert frames == source_frames == 24 and (height, width) == (32, 32) and (source_height, source_width) == (64, 64)
+        assert frames == source_frames == 24 and (height, width) == (32, 32)
+        assert (source_height, source_width) == (64, 64)
         assert keys == list(range(0, 24, 4))
         # Frame i is the source's frame i, shrunk: 4-7 grey levels apart on average (two area resamplers,
         # colour subsampling, h264), where the next sampled frame is 13-20 away.
