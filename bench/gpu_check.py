@@ -82,7 +82,8 @@ def check_environment(args, result):
                     capability=f"{props.major}.{props.minor}", bf16=torch.cuda.is_bf16_supported(),
                     driver=nvidia_smi("driver_version"))
     import utils
-    data["gpu_math"] = utils.gpu_math_settings()
+    # torch's defaults here; training runs turn TF32 and cuDNN autotuning on (utils.start_run prints them).
+    data["gpu_math_defaults"] = utils.gpu_math_settings()
     result["data"] = data
     if args.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda but torch sees no GPU (driver older than the wheel's CUDA?)")
@@ -211,8 +212,8 @@ def check_correctness(args, result, target):
         rows = [comparison("bf16 autocast vs fp32, same device", bf16_loss, fp32_loss, bf16_norms, fp32_norms,
                            TOLERANCES["bf16_loss"], TOLERANCES["bf16_grad_norm"])]
         if device.type == "cuda":
-            cpu_model = build_model(target, size, teacher, teacher_precision="fp32")
-            cpu_loss, cpu_norms = first_step(cpu_model, videos.cpu(), mask, "fp32")
+            on_cpu = build_model(target, size, teacher, teacher_precision="fp32")
+            cpu_loss, cpu_norms = first_step(on_cpu, videos.cpu(), mask, "fp32")
             rows.append(comparison("fp32 device vs fp32 CPU", fp32_loss, cpu_loss, fp32_norms, cpu_norms,
                                    TOLERANCES["cpu_loss"], TOLERANCES["cpu_grad_norm"]))
         else:
