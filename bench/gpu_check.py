@@ -334,6 +334,8 @@ def run_checks(args):
         result["seconds"] = round(time.monotonic() - start, 1)
         result["save"]()
         print(f"[{name}: {result['status']}]", flush=True)
+        if "SIGTERM" in result.get("error", ""):
+            break  # the run is being stopped: the checks after this one do not start
 
 
 def launch(names, limits, args, out):
