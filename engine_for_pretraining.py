@@ -37,6 +37,10 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
     interval is not finite.
     """
     model.train()
+    if device.type == "cuda":
+        # The epoch's own peak: the first epoch's cuDNN autotuning and a previous epoch's evaluation
+        # or larger batch do not carry over into this record.
+        torch.cuda.reset_peak_memory_stats(device)
     progress = progress or Progress(10)
     progress.start_epoch(epoch, num_steps)
     metrics = MetricLogger(device)
@@ -107,7 +111,7 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
 
 
 def peak_memory_gib(device):
-    """The most CUDA memory this process's tensors have held since it started, in GiB; None off CUDA."""
+    """The most CUDA memory this process's tensors have held since this epoch started, in GiB; None off CUDA."""
     if device.type != "cuda":
         return None
     return torch.cuda.max_memory_allocated(device) / 2**30

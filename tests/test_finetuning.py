@@ -300,9 +300,17 @@ def torchrun(nproc, flags, timeout=300, succeeds=True):
                os.path.join(REPO, "tests", "dist_finetuning_worker.py"), *flags]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
     start = time.monotonic()
-    result = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout)
-    output = result.stdout + result.stderr
-    assert (result.returncode == 0) == succeeds, output
+    process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            # torchrun starts its workers in sessions of their own: killing torchrun (what subprocess.run's
+            # timeout does) would leave them running. SIGTERM makes torchrun stop them first.
+            process.terminate()
+            process.communicate()
+    assert (process.returncode == 0) == succeeds, output
     return output, time.monotonic() - start
 
 

@@ -285,8 +285,15 @@ def torchrun(script_args, timeout=240):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *script_args]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
     start = time.monotonic()
-    result = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout)
-    return result.returncode, result.stdout + result.stderr, time.monotonic() - start
+    process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:  # SIGTERM: torchrun stops its workers, which a kill of torchrun leaves running
+            process.terminate()
+            process.communicate()
+    return process.returncode, output, time.monotonic() - start
 
 
 # Makes rank 1's model misbehave at its second forward pass; `failure` is "nan" or "error".
