@@ -55,12 +55,13 @@ class Progress:
         self.bar = None
         self._first_step_end = None
 
-    def start_epoch(self, epoch, num_steps):
-        self.last_logged = 0
+    def start_epoch(self, epoch, num_steps, done=0):
+        """`done`: the steps an interrupted epoch had trained before it was resumed."""
+        self.last_logged = done
         if self.show_bar:
             from tqdm import tqdm  # only on terminals
 
-            self.bar = tqdm(total=num_steps, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
+            self.bar = tqdm(total=num_steps, initial=done, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
 
     def step_done(self, done):
         """After step `done` (1-based) of the epoch."""
