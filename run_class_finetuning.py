@@ -228,7 +228,7 @@ def run(args, env):
         model_ema = ModelEmaV3(classifier, decay=args.model_ema_decay,
                                device=torch.device("cpu") if args.model_ema_force_cpu else None)
     model, optimizer, scaler, input_dtype = data.backend(classifier, optimizer, args, env)
-    start_epoch, max_accuracy = resume(model, classifier, optimizer, scaler, model_ema, args, env)
+    start_epoch, max_accuracy, position = resume(model, classifier, optimizer, scaler, model_ema, args, env)
 
     n_parameters = sum(p.numel() for p in classifier.parameters() if p.requires_grad)
     print(utils.describe_run(args))
@@ -236,6 +236,7 @@ def run(args, env):
           f"precision {args.precision}{', DeepSpeed ZeRO stage %d' % args.zero_stage if args.enable_deepspeed else ''}"
           f", {steps_per_epoch} steps per epoch, device {device}")
     scalar_logger = utils.start_records(args, env)
+    training_state.warn_if_little_room_at_start(args.output_dir if args.save_ckpt else "", classifier, env)
 
     mixup_fn, criterion = None, nn.CrossEntropyLoss(label_smoothing=args.smoothing)
     if mixes(args):

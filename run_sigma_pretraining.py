@@ -166,6 +166,7 @@ def train(args, env):
     print(f"model {args.model}: {n_parameters / 1e6:.2f}M trained parameters, token grid {args.window_size}, "
           f"precision {args.precision}, {steps_per_epoch} steps per epoch, device {device}")
     scalar_logger = utils.start_records(args, env)
+    training_state.warn_if_little_room_at_start(args.output_dir, model_without_ddp, env)
 
     frozen = frozen_at_start(model_without_ddp, args)
     start_time = time.time()

@@ -37,7 +37,8 @@ import torch
 import dist_utils
 from checkpoint import (CheckpointError, UnsafeCheckpointError, link_atomic, load_checkpoint,
                         remove_stale_temporaries, save_checkpoint_atomic, save_text_atomic)
-from disk_space import NoSpaceError, check_room, is_no_space, no_space, size_on_disk, tensor_bytes
+from disk_space import (NoSpaceError, check_room, is_no_space, no_space, size_on_disk, tensor_bytes,
+                        warn_if_little_room)
 from optim_factory import uses_weight_decay
 from preemption import POSITION_KEY
 from utils import LOG_FILE
@@ -91,6 +92,20 @@ def save(output_dir, state, numbered, best=None):
             save_checkpoint_atomic(best, os.path.join(output_dir, BEST_CHECKPOINT))
 
 
+def warn_if_little_room_at_start(output_dir, model, env):
+    """On the main rank, a warning when fewer than two checkpoints fit in `output_dir`: checkpoints of the
+    last one's size, else of the weights and AdamW's two moments."""
+    if not (env.is_main and output_dir):
+        return
+    latest, size = os.path.join(output_dir, LATEST_CHECKPOINT), 3 * tensor_bytes(model.state_dict())
+    if os.path.isfile(latest):
+        size = size_on_disk(latest)
+    elif os.path.isfile(os.path.join(output_dir, DEEPSPEED_LATEST)):
+        with open(os.path.join(output_dir, DEEPSPEED_LATEST)) as f:
+            size = size_on_disk(os.path.join(output_dir, f.read().strip())) or size
+    warn_if_little_room(output_dir, size)
+
+
 @contextlib.contextmanager
 def no_space_is_one_line(what, needed, directory, intact):
     """Checks for room first, and turns an ENOSPC raised by the block into the same NoSpaceError."""
@@ -112,7 +127,8 @@ def save_deepspeed(engine, output_dir, client_state, tag, is_best, superseded, i
     if os.path.isfile(latest):
         with open(latest) as f:
             intact = os.path.join(output_dir, f.read().strip())
-    needed = size_on_disk(intact) if intact else DEEPSPEED_BYTES_PER_WEIGHT_BYTE * tensor_bytes(engine.module.state_dict())
+    needed = size_on_disk(intact) if intact else \
+        DEEPSPEED_BYTES_PER_WEIGHT_BYTE * tensor_bytes(engine.module.state_dict())
     folder = os.path.join(output_dir, tag)
     try:
         with no_space_is_one_line(folder + os.sep, needed, output_dir, intact):
