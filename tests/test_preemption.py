@@ -6,6 +6,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -227,3 +228,76 @@ def test_is_no_space_finds_the_errno_under_torchs_runtime_error():
         assert disk_space.is_no_space(error)
     assert not disk_space.is_no_space(RuntimeError("another failure"))
     assert not disk_space.is_no_space(OSError(errno.EACCES, "Permission denied"))
+
+
+# ---- SLURM --------------------------------------------------------------------------------------------------
+
+FAKE_SCONTROL = """#!/bin/bash
+echo "$@" >> {calls}
+if [[ "$1 $2" == "show hostnames" ]]; then echo node1; fi
+"""
+# Stands in for a pretrain_*.sh / finetune_*.sh script: records the launcher, ends with the status asked for.
+FAKE_CONFIG = """#!/bin/bash
+echo "$LAUNCHER" > {launcher}
+exit $FAKE_STATUS
+"""
+
+
+@pytest.mark.parametrize("script", ["slurm_pretrain.sbatch", "slurm_finetune.sbatch"])
+@pytest.mark.parametrize("status, requeued, job_status", [(75, True, 0), (0, False, 0), (1, False, 1)])
+def test_sbatch_requeues_the_job_when_the_run_exits_preempted(tmp_path, script, status, requeued, job_status):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(FAKE_SCONTROL.format(calls=tmp_path / "calls"))
+    config = tmp_path / "config.sh"
+    config.write_text(FAKE_CONFIG.format(launcher=tmp_path / "launcher"))
+    for path in (scontrol, config):
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    environment = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_SUBMIT_DIR": REPO,
+                   "SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "node[1-2]", "SLURM_NNODES": "2",
+                   "SLURM_GPUS_ON_NODE": "4", "FAKE_STATUS": str(status)}
+    result = subprocess.run(["bash", os.path.join(REPO, "scripts", script), str(config)], env=environment,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == job_status, result.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert calls == ["show hostnames node[1-2]"] + (["requeue 4242"] if requeued else [])
+    assert ("requeueing to continue it" in result.stdout) == requeued
+    launcher = (tmp_path / "launcher").read_text().split()
+    assert launcher[:4] == ["srun", "--kill-on-bad-exit=1", "python", f"{REPO}/scripts/torchrun_preemptible.py"]
+    assert launcher[4:7] == ["--nnodes=2", "--nproc_per_node=4", "--rdzv_id=4242"]
+    with open(os.path.join(REPO, "scripts", script)) as f:
+        assert "#SBATCH --signal=USR1@300\n" in f.read()
+
+
+# A worker that waits for SIGUSR1, then exits preempted (75) or, with FAIL set, 3.
+WAITING_WORKER = """
+import os, signal, sys, time
+stopped = []
+signal.signal(signal.SIGUSR1, lambda *args: stopped.append(1))
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+while not stopped:
+    time.sleep(0.05)
+sys.exit(3 if os.environ.get("FAIL") else 75)
+"""
+
+
+@pytest.mark.parametrize("fail, status", [(False, 75), (True, 1)])
+def test_the_launcher_outlives_sigusr1_and_passes_on_the_preempted_status(tmp_path, fail, status):
+    """SLURM signals every process of the step: torchrun must survive SIGUSR1 and report the workers' 75."""
+    worker, ready = tmp_path / "worker.py", tmp_path / "ready"
+    worker.write_text(WAITING_WORKER)
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", **({"FAIL": "1"} if fail else {})}
+    launcher = subprocess.Popen([sys.executable, os.path.join(REPO, "scripts", "torchrun_preemptible.py"),
+                                 "--standalone", "--nproc_per_node=1", str(worker), str(ready)],
+                                env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(1200):
+        if ready.exists() or launcher.poll() is not None:
+            break
+        time.sleep(0.05)
+    assert ready.exists()
+    launcher.send_signal(signal.SIGUSR1)
+    os.kill(int(ready.read_text()), signal.SIGUSR1)
+    assert launcher.wait(timeout=60) == status
