@@ -157,7 +157,8 @@ def install_faults(kind, at, after_bytes, counts_file):
     checkpoint._atomic_write, os.replace = faulty_atomic_write, faulty_replace
     utils.log_epoch, utils.append_json_line = faulty_log_epoch, faulty_append
     if counts_file:
-        atexit.register(lambda: json.dump({"counts": counts, "write_sizes": write_sizes, "save_sizes": save_sizes}, open(counts_file, "w")))
+        sizes = {"counts": counts, "write_sizes": write_sizes, "save_sizes": save_sizes}
+        atexit.register(lambda: json.dump(sizes, open(counts_file, "w")))
 
 
 def child(argv):

@@ -194,7 +194,8 @@ def test_a_full_disk_mid_save_ends_in_one_line_and_keeps_the_previous_checkpoint
     monkeypatch.undo()
     assert ended.value.code == 2
     (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith(f"{os.path.basename(sys.argv[0])}: error: no space left to write {out}/checkpoint-latest.pth")
+    program = os.path.basename(sys.argv[0])
+    assert line.startswith(f"{program}: error: no space left to write {out}/checkpoint-latest.pth: it needs about")
     assert f"{out}/checkpoint-latest.pth is intact" in line and "--auto_resume continues from it" in line
     assert (out / "checkpoint-latest.pth").read_bytes() == before  # epoch 0, as before
     assert sorted(os.listdir(out)) == ["args.json", "checkpoint-0.pth", "checkpoint-latest.pth", "log.txt",
