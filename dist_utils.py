@@ -194,8 +194,9 @@ def seed_everything(seed):
 
 
 def seed_epoch(seed, rank, epoch, generator):
-    """Seeds everything random in an epoch from (seed, rank, epoch): the global generators (augmentations,
-    masks, mixing) and `generator` (a loader's or sampler's: data order, the workers' seeds).
+    """Seeds everything random in an epoch from (seed, rank, epoch): the global generators (dropout, mixing;
+    the training clips draw from seeds of their own, training_order.py) and `generator` (a loader's or
+    sampler's: data order, the workers' seeds).
 
     A run resumed at an epoch boundary replays exactly what the uninterrupted run would have done.
     """

@@ -114,7 +114,7 @@ def set_generator_states(states, device):
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
-def stopped_position(engine_state, epoch, sampler, items_per_step, device, log_every):
+def stopped_position(engine_state, epoch, sampler, items_per_step, device):
     """The position of a run stopped in `epoch` after step engine_state["step"], every rank's (a collective),
     for the checkpoint. A rank's: the engine's (step, metrics), its epoch's data order and the index reached
     in it, its generators (dropout, mixing: the main process's draws; every clip is drawn with a seed of its
@@ -126,8 +126,7 @@ def stopped_position(engine_state, epoch, sampler, items_per_step, device, log_e
     if world_size > 1:
         ranks = [None] * world_size
         dist.all_gather_object(ranks, rank_state)
-    return {"epoch": epoch, "step": rank_state["step"], "world_size": world_size, "ranks": ranks,
-            "log_every": log_every}
+    return {"epoch": epoch, "step": rank_state["step"], "world_size": world_size, "ranks": ranks}
 
 
 def preempted(stop, where, epoch, step=None, num_steps=None):

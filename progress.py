@@ -25,6 +25,8 @@ TARGET_SECONDS = 10.0
 CALIBRATION_STEPS = 5
 DIAGNOSTIC_EVERY = 10
 SMOOTHING = 0.3
+# The checkpoint key of the run's logging frequency.
+LOG_EVERY_KEY = "log_every"
 
 
 def round_frequency(steps):
@@ -44,10 +46,12 @@ class Progress:
 
     every: --print_freq, or None to calibrate (see the module docstring).
     bar: show a tqdm bar; default: when stdout is a terminal and this is the main process.
+    calibrated: the frequency an earlier part of this run calibrated (its checkpoint's LOG_EVERY_KEY): a
+    resumed run logs at the same steps, and so reads (and rounds) its averages alike.
     """
 
-    def __init__(self, every=None, bar=None, target_seconds=TARGET_SECONDS):
-        self.every = every
+    def __init__(self, every=None, bar=None, target_seconds=TARGET_SECONDS, calibrated=None):
+        self.every = every if every is not None else calibrated
         self.explicit = every is not None
         self.target_seconds = target_seconds
         self.seconds_per_step = None  # the moving average

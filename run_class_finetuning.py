@@ -51,7 +51,7 @@ from flags import (FRACTION, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT,
                    parent_parser)
 from modeling_finetune import MODELS, create_classifier, load_pretrained_encoder
 from optim_factory import create_optimizer, scaled_schedules
-from progress import Progress
+from progress import LOG_EVERY_KEY, Progress
 
 # The published few-shot subsets (--examples) draw their videos with this seed.
 EXAMPLES_SEED = 99999
@@ -228,7 +228,8 @@ def run(args, env):
         model_ema = ModelEmaV3(classifier, decay=args.model_ema_decay,
                                device=torch.device("cpu") if args.model_ema_force_cpu else None)
     model, optimizer, scaler, input_dtype = data.backend(classifier, optimizer, args, env)
-    start_epoch, max_accuracy, position = resume(model, classifier, optimizer, scaler, model_ema, args, env)
+    start_epoch, max_accuracy, saved = resume(model, classifier, optimizer, scaler, model_ema, args, env)
+    position = saved.get(preemption.POSITION_KEY)
 
     n_parameters = sum(p.numel() for p in classifier.parameters() if p.requires_grad)
     print(utils.describe_run(args))
@@ -247,7 +248,7 @@ def run(args, env):
         criterion = SoftTargetCrossEntropy()  # the smoothing is in the mixed targets
 
     start_time = time.time()
-    progress = Progress(args.print_freq if position is None else args.print_freq or position["log_every"])
+    progress = Progress(args.print_freq, calibrated=saved.get(LOG_EVERY_KEY))
     saving = bool(args.output_dir and args.save_ckpt)
     with preemption.StopSignal(args.stop_signals if saving else []) as stop:
         for epoch in range(start_epoch, args.epochs):
@@ -265,9 +266,9 @@ def run(args, env):
                     stop=stop.agreed if saving and data.saves_every_epoch else None, resumed=resumed)
             except preemption.EpochInterrupted as interrupted:
                 position = preemption.stopped_position(interrupted.state, epoch, data.train_loader.sampler,
-                                                       args.batch_size * args.update_freq, device, progress.every)
+                                                       args.batch_size * args.update_freq, device)
                 where = save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, None,
-                                         max_accuracy, False, False, position=position)
+                                         max_accuracy, False, False, progress.every, position=position)
                 raise preemption.preempted(stop, where, epoch, position["step"], steps_per_epoch) from None
             record = {**{f"train_{k}": v for k, v in stats.items()}, "epoch": epoch, "n_parameters": n_parameters}
 
@@ -291,7 +292,7 @@ def run(args, env):
             stopping = epoch + 1 < args.epochs and stop.agreed()  # a signal during the epoch's last step or val
             if saving and (keep or data.saves_every_epoch or stopping):
                 where = save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, record,
-                                         max_accuracy, is_best and data.saves_every_epoch, keep)
+                                         max_accuracy, is_best and data.saves_every_epoch, keep, progress.every)
             # After the checkpoint, which holds the line too: a kill in between loses it only until the resume.
             utils.log_epoch(record, args, env)
             if stopping:
@@ -458,7 +459,7 @@ def start_deepspeed(classifier, optimizer, args):
 
 def resume(model, classifier, optimizer, scaler, model_ema, args, env):
     """Restores the newest complete checkpoint in --output_dir, else --resume; returns (start epoch, best acc1,
-    the position within the start epoch where the checkpoint was written mid-epoch, else None).
+    the checkpoint (DeepSpeed's: its client state) for what else it holds, or {}).
     Resuming from --output_dir also puts its log.txt in step with the checkpoint."""
     if args.enable_deepspeed:
         checkpoint, own_run = training_state.restore_deepspeed(model, args)
@@ -473,19 +474,21 @@ def resume(model, classifier, optimizer, scaler, model_ema, args, env):
                      checkpoint.get("max_accuracy", 0.0))
     if own_run and env.is_main:
         training_state.restore_log(args.output_dir, checkpoint)
-    # Any checkpoint of this code continues where it stopped, as --resume continues its run.
-    return (*start, checkpoint.get(preemption.POSITION_KEY) if checkpoint is not None else None)
+    # Any checkpoint of this code continues where it stopped (its position, its logging frequency), as --resume
+    # continues its run.
+    return (*start, checkpoint or {})
 
 
 def save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, record, max_accuracy, is_best, keep,
-                     position=None):
+                     log_every, position=None):
     """checkpoint-latest.pth every epoch, checkpoint-{epoch}.pth when `keep`, checkpoint-best.pth (weights only)
     at a new best validation top-1; a DeepSpeed run writes DeepSpeed's folders instead (training_state.py).
-    Each holds the epoch's log line `record`. With `position` (preemption.py; record None), the checkpoint of
+    Each holds the epoch's log line `record` and the logging frequency `log_every`. With `position` (preemption.py; record None), the checkpoint of
     an epoch stopped mid-way instead: checkpoint-latest.pth or DeepSpeed's checkpoint-{epoch}-step{step}/.
     Returns where the checkpoint went."""
     epoch = record["epoch"] if position is None else position["epoch"] - 1  # the last complete epoch
     extra = {training_state.EPOCH_RECORD: record} if position is None else {preemption.POSITION_KEY: position}
+    extra[LOG_EVERY_KEY] = log_every
     if args.enable_deepspeed:
         client_state = {"epoch": epoch, "max_accuracy": max_accuracy, **extra}
         # The folder of the last complete epoch before this one goes, unless --save_ckpt_freq keeps it.

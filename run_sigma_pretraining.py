@@ -37,7 +37,7 @@ from masking_generator import MASK_GENERATORS
 from modeling_pretrain import (ARCHITECTURE_ARGS, LOSS_FUNCS, MODELS, TARGET_TYPES, TEACHER_PRECISIONS,
                                create_pretrain_model, pretrain_model_config)
 from optim_factory import create_optimizer, scaled_schedules
-from progress import Progress
+from progress import LOG_EVERY_KEY, Progress
 
 
 def get_args_parser():
@@ -170,7 +170,7 @@ def train(args, env):
 
     frozen = frozen_at_start(model_without_ddp, args)
     start_time = time.time()
-    progress = Progress(args.print_freq if position is None else args.print_freq or position["log_every"])
+    progress = Progress(args.print_freq, calibrated=checkpoint.get(LOG_EVERY_KEY) if own_run else None)
     with preemption.StopSignal(args.stop_signals if args.output_dir else []) as stop:
         for epoch in range(start_epoch, args.epochs):
             loader.sampler.set_epoch(epoch)
@@ -190,12 +190,13 @@ def train(args, env):
                     stop=stop.agreed if args.output_dir else None, resumed=resumed)
             except preemption.EpochInterrupted as interrupted:
                 position = preemption.stopped_position(interrupted.state, epoch, loader.sampler, args.batch_size,
-                                                       device, progress.every)
+                                                       device)
                 if env.is_main:
                     # Its epoch is the last complete one; the position says how far the next one went.
                     state = dict(model=model_without_ddp.state_dict(), optimizer=optimizer.state_dict(),
                                  epoch=epoch - 1, scaler=scaler.state_dict(), args=args,
-                                 step=epoch * steps_per_epoch + position["step"], position=position)
+                                 step=epoch * steps_per_epoch + position["step"], position=position,
+                                 **{LOG_EVERY_KEY: progress.every})
                     training_state.save(args.output_dir, state, numbered=False)
                 raise preemption.preempted(stop, os.path.join(args.output_dir, training_state.LATEST_CHECKPOINT),
                                            epoch, position["step"], steps_per_epoch) from None
@@ -208,7 +209,7 @@ def train(args, env):
                 numbered = (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs
                 state = dict(model=model_without_ddp.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch,
                              scaler=scaler.state_dict(), args=args, step=(epoch + 1) * steps_per_epoch,
-                             **{training_state.EPOCH_RECORD: record})
+                             **{training_state.EPOCH_RECORD: record, LOG_EVERY_KEY: progress.every})
                 training_state.save(args.output_dir, state, numbered)
             # After the checkpoint: a kill in between loses this line only until the resume restores it.
             utils.log_epoch(record, args, env)

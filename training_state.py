@@ -8,6 +8,9 @@ Files in --output_dir:
   truncated), so resuming never meets a half-written newest file.
   The numbered file is written once: checkpoint-latest.pth is then a second name of it
   (a hard link, or a copy where the filesystem has none).
+- A run stopped on a signal mid-epoch (preemption.py) writes checkpoint-latest.pth with
+  `position` (POSITION_KEY): its `epoch` is the last complete one, the position says how
+  far the next went; the atomic write keeps the previous file until it is complete.
 - checkpoint-best.pth: the weights of the best validation top-1 (fine-tuning).
 - log.txt: one JSON line per finished epoch. Each checkpoint also holds its epoch's line
   (`epoch_record`), written to log.txt only after the checkpoint is complete; resuming
@@ -15,7 +18,10 @@ Files in --output_dir:
   any moment loses no line and repeats none.
 - With DeepSpeed (fine-tuning), DeepSpeed's folders checkpoint-{epoch}/ and
   checkpoint-best/ instead, the newest named by DeepSpeed's `latest` file; ZeRO 1/2
-  keep the whole weights in each folder's DEEPSPEED_MODEL_FILE.
+  keep the whole weights in each folder's DEEPSPEED_MODEL_FILE. Stopped mid-epoch:
+  checkpoint-{epoch}-step{step}/, with the position in DeepSpeed's client state.
+- Before every save the room for it is checked, and a full disk ends the run in one
+  line naming the intact previous checkpoint (disk_space.py).
 
 Where a run starts (:func:`find_start`): the newest complete checkpoint in
 --output_dir (the run's own), else --resume (a checkpoint of another run, a released
