@@ -195,8 +195,8 @@ def train(args, env):
                     # Its epoch is the last complete one; the position says how far the next one went.
                     state = dict(model=model_without_ddp.state_dict(), optimizer=optimizer.state_dict(),
                                  epoch=epoch - 1, scaler=scaler.state_dict(), args=args,
-                                 step=epoch * steps_per_epoch + position["step"], position=position,
-                                 **{LOG_EVERY_KEY: progress.every})
+                                 step=epoch * steps_per_epoch + position["step"],
+                                 **{preemption.POSITION_KEY: position, LOG_EVERY_KEY: progress.every})
                     training_state.save(args.output_dir, state, numbered=False)
                 raise preemption.preempted(stop, os.path.join(args.output_dir, training_state.LATEST_CHECKPOINT),
                                            epoch, position["step"], steps_per_epoch) from None
