@@ -145,7 +145,7 @@ def restore_rank_position(position, rank, world_size, sampler, device, source):
         raise PositionMismatchError(
             f"{source} stopped in the middle of epoch {position['epoch']} with {position['world_size']} "
             f"process(es); continue it with the same number (this run has {world_size}), or move the file "
-            "away to restart from the last complete epoch's checkpoint")
+            "away to restart from the newest numbered checkpoint-EPOCH.pth, if any")
     state = position["ranks"][rank]
     sampler.resume(state["order"], state["index"])
     set_generator_states(state["generators"], device)
