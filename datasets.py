@@ -43,10 +43,11 @@ import warnings
 import decord
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from clip_lists import SPLIT_LISTS, read_clip_list, resolve_clip_list, split_list
 from masking_generator import build_masking_generator
+from training_order import EpochSampler, SeededItems
 from video_decoding import BadVideoError, check_video_file, decode_sampled_frames, native_stderr_silenced
 from user_errors import UserError, UserValueError
 from video_transforms import EvalView, FinetuneTrainAugmentation, PretrainingAugmentation, normalize_video
@@ -475,13 +476,13 @@ def seed_worker(worker_id):
 def training_loader(dataset, args, env):
     """Shuffled training batches of this rank's share of `dataset`, the last incomplete batch dropped.
 
-    A DistributedSampler also on one process, so that its set_epoch gives the same data
-    order semantics everywhere; the loader's generator (seeded per epoch by the entry
-    point) seeds the workers. args: seed, batch_size, num_workers, pin_mem, num_sample.
+    The sampler (a DistributedSampler also on one process, so that its set_epoch gives the same data
+    order semantics everywhere) passes every item a seed of its own (training_order.py), which makes an
+    epoch stopped mid-way resumable exactly. args: seed, batch_size, num_workers, pin_mem, num_sample.
     """
-    sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=args.seed,
-                                 drop_last=True)
-    return DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
-                      pin_memory=args.pin_mem and env.device.type == "cuda", drop_last=True,
-                      collate_fn=multiple_samples_collate if args.num_sample > 1 else None,
+    sampler = EpochSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=args.seed,
+                           drop_last=True)
+    return DataLoader(SeededItems(dataset), batch_size=args.batch_size, sampler=sampler,
+                      num_workers=args.num_workers, pin_memory=args.pin_mem and env.device.type == "cuda",
+                      drop_last=True, collate_fn=multiple_samples_collate if args.num_sample > 1 else None,
                       worker_init_fn=seed_worker, generator=torch.Generator())

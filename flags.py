@@ -14,6 +14,7 @@ import argparse
 import os
 
 from checkpoint import is_hub_reference
+from preemption import PREEMPTED_EXIT_STATUS, STOP_SIGNALS
 from utils import AUTOCAST_DTYPES, default_loader_workers
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -252,6 +253,11 @@ def _add_logging_and_checkpoint_flags(run):
     run.add_argument("--resume", default="", help="checkpoint to start from: a path or hf://OWNER/REPO/FILE")
     run.add_argument("--auto_resume", action=BoolFlag, default=True,
                      help="resume from the newest complete checkpoint in --output_dir (before --resume)")
+    run.add_argument("--stop_signals", nargs="*", default=["USR1", "TERM"], choices=STOP_SIGNALS, metavar="SIGNAL",
+                     help=f"signals ({', '.join(STOP_SIGNALS)}) that make the run save where it is, mid-epoch, "
+                          f"and exit with status {PREEMPTED_EXIT_STATUS}, to be continued by the same command: "
+                          "SLURM's warning before the time limit (--signal=USR1@300), a scheduler's SIGTERM; "
+                          "the flag alone: none (default: USR1 TERM)")
     run.add_argument("--print_freq", type=POSITIVE_INT, default=None,
                      help="steps between log lines; also how often losses are read from the GPU and checked "
                           "(default: about every 10 s, calibrated from the first steps; progress.py)")

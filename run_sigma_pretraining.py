@@ -18,11 +18,13 @@ their logs show. The global batch is --batch_size x --num_sample x processes;
 --lr, --min_lr and --warmup_lr are given per 256 clips and scaled to it. A run
 restarted with the same --output_dir resumes from its newest complete checkpoint.
 """
+import os
 import time
 
 from torch.nn.parallel import DistributedDataParallel
 
 import dist_utils
+import preemption
 import training_state
 import user_errors
 import utils
@@ -36,7 +38,7 @@ from masking_generator import MASK_GENERATORS
 from modeling_pretrain import (ARCHITECTURE_ARGS, LOSS_FUNCS, MODELS, TARGET_TYPES, TEACHER_PRECISIONS,
                                create_pretrain_model, pretrain_model_config)
 from optim_factory import create_optimizer, scaled_schedules
-from progress import Progress
+from progress import LOG_EVERY_KEY, Progress
 
 
 def get_args_parser():
@@ -161,10 +163,12 @@ def train(args, env):
     optimizer = create_optimizer(args, model_without_ddp, device)
     scaler = utils.grad_scaler(args.precision, device)
 
-    start_epoch = 0
+    start_epoch, position = 0, None
     if checkpoint is not None:
         start_epoch = training_state.restore(checkpoint, path, model_without_ddp, optimizer, scaler, own_run)
         training_state.report_changed_settings(checkpoint.get("args"), args)
+        if own_run:
+            position = checkpoint.get(preemption.POSITION_KEY)  # stopped mid-epoch: continue where it was
         if own_run and env.is_main:
             training_state.restore_log(args.output_dir, checkpoint)
 
@@ -173,34 +177,57 @@ def train(args, env):
     print(f"model {args.model}: {n_parameters / 1e6:.2f}M trained parameters, token grid {args.window_size}, "
           f"precision {args.precision}, {steps_per_epoch} steps per epoch, device {device}")
     scalar_logger = utils.start_records(args, env)
+    training_state.warn_if_little_room_at_start(args.output_dir, model_without_ddp, env)
 
     frozen = frozen_at_start(model_without_ddp, args)
     start_time = time.time()
-    progress = Progress(args.print_freq)
-    for epoch in range(start_epoch, args.epochs):
-        # Everything random in an epoch derives from (seed, rank, epoch): data order,
-        # augmentations, masks.
-        loader.sampler.set_epoch(epoch)
-        dist_utils.seed_epoch(args.seed, env.rank, epoch, loader.generator)
-        model_without_ddp.queue_active = epoch >= args.queue_start_epoch
-        stats = train_one_epoch(
-            model, loader, optimizer, scaler, epoch=epoch, epochs=args.epochs,
-            start_step=epoch * steps_per_epoch, num_steps=steps_per_epoch, lr_schedule=lr_schedule,
-            wd_schedule=wd_schedule, device=device, precision=args.precision, clip_grad=args.clip_grad,
-            progress=progress, scalar_logger=scalar_logger, frozen=frozen)
-        # Before saving: an epoch trained on too many substitutes for bad videos is not kept, so the rerun
-        # after the fix trains it again. The counts are global, so every rank decides alike.
-        check_bad_fraction(stats["bad_videos"], stats["clips"] // args.num_sample, args.max_bad_fraction,
-                           where=f"in epoch {epoch}")
-        record = {**{f"train_{k}": v for k, v in stats.items()}, "epoch": epoch, "n_parameters": n_parameters}
-        if env.is_main and args.output_dir:
-            numbered = (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs
-            state = dict(model=model_without_ddp.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch,
-                         scaler=scaler.state_dict(), args=args, step=(epoch + 1) * steps_per_epoch,
-                         **{training_state.EPOCH_RECORD: record})
-            training_state.save(args.output_dir, state, numbered)
-        # After the checkpoint: a kill in between loses this line only until the resume restores it.
-        utils.log_epoch(record, args, env)
+    progress = Progress(args.print_freq, calibrated=checkpoint.get(LOG_EVERY_KEY) if own_run else None)
+    with preemption.StopSignal(args.stop_signals if args.output_dir else []) as stop:
+        for epoch in range(start_epoch, args.epochs):
+            loader.sampler.set_epoch(epoch)
+            model_without_ddp.queue_active = epoch >= args.queue_start_epoch
+            resumed = None
+            if position is not None and position["epoch"] == epoch:
+                resumed = preemption.restore_rank_position(position, env.rank, env.world_size, loader.sampler,
+                                                           device, path)
+            else:
+                # Everything random in an epoch derives from (seed, rank, epoch): data order, augmentations, masks.
+                dist_utils.seed_epoch(args.seed, env.rank, epoch, loader.generator)
+            try:
+                stats = train_one_epoch(
+                    model, loader, optimizer, scaler, epoch=epoch, epochs=args.epochs,
+                    start_step=epoch * steps_per_epoch, num_steps=steps_per_epoch, lr_schedule=lr_schedule,
+                    wd_schedule=wd_schedule, device=device, precision=args.precision, clip_grad=args.clip_grad,
+                    progress=progress, scalar_logger=scalar_logger, frozen=frozen,
+                    stop=stop.agreed if args.output_dir else None, resumed=resumed)
+            except preemption.EpochInterrupted as interrupted:
+                position = preemption.stopped_position(interrupted.state, epoch, loader.sampler, args.batch_size,
+                                                       device)
+                if env.is_main:
+                    # Its epoch is the last complete one; the position says how far the next one went.
+                    state = dict(model=model_without_ddp.state_dict(), optimizer=optimizer.state_dict(),
+                                 epoch=epoch - 1, scaler=scaler.state_dict(), args=args,
+                                 step=epoch * steps_per_epoch + position["step"],
+                                 **{preemption.POSITION_KEY: position, LOG_EVERY_KEY: progress.every})
+                    training_state.save(args.output_dir, state, numbered=False)
+                raise preemption.preempted(stop, os.path.join(args.output_dir, training_state.LATEST_CHECKPOINT),
+                                           epoch, position["step"], steps_per_epoch) from None
+            # Before saving: an epoch trained on too many substitutes for bad videos is not kept, so the rerun
+            # after the fix trains it again. The counts are global, so every rank decides alike.
+            check_bad_fraction(stats["bad_videos"], stats["clips"] // args.num_sample, args.max_bad_fraction,
+                               where=f"in epoch {epoch}")
+            record = {**{f"train_{k}": v for k, v in stats.items()}, "epoch": epoch, "n_parameters": n_parameters}
+            if env.is_main and args.output_dir:
+                numbered = (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs
+                state = dict(model=model_without_ddp.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch,
+                             scaler=scaler.state_dict(), args=args, step=(epoch + 1) * steps_per_epoch,
+                             **{training_state.EPOCH_RECORD: record, LOG_EVERY_KEY: progress.every})
+                training_state.save(args.output_dir, state, numbered)
+            # After the checkpoint: a kill in between loses this line only until the resume restores it.
+            utils.log_epoch(record, args, env)
+            if epoch + 1 < args.epochs and stop.agreed():  # a signal during the epoch's last step
+                raise preemption.preempted(stop, os.path.join(args.output_dir, training_state.LATEST_CHECKPOINT),
+                                           epoch)
 
     minutes = (time.time() - start_time) / 60
     if start_epoch < args.epochs:

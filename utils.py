@@ -262,12 +262,34 @@ class MetricLogger:
         self._start_interval()
         return interval
 
+    def state_dict(self):
+        """The epoch so far, for an epoch stopped mid-way (preemption.py): the read intervals (alike on every
+        rank), this rank's unread one, on the CPU so that any rank can save it, and the seconds so far."""
+        now = time.perf_counter()
+        return {"epoch_sums": self.epoch_sums, "epoch_counts": self.epoch_counts, "epoch_totals": self.epoch_totals,
+                "epoch_steps": self.epoch_steps, "sums": _moved(self.sums, "cpu"), "counts": self.counts,
+                "totals": _moved(self.totals, "cpu"), "steps": self.steps, "seconds": now - self.epoch_start,
+                "interval_seconds": now - self.interval_start}
+
+    def load_state_dict(self, state):
+        """Continues the epoch of `state` (this rank's): the means then read are those of an epoch never stopped."""
+        self.epoch_sums, self.epoch_counts = dict(state["epoch_sums"]), dict(state["epoch_counts"])
+        self.epoch_totals, self.epoch_steps = dict(state["epoch_totals"]), state["epoch_steps"]
+        self.sums, self.counts = _moved(state["sums"], self.device), dict(state["counts"])
+        self.totals, self.steps = _moved(state["totals"], self.device), state["steps"]
+        now = time.perf_counter()
+        self.epoch_start, self.interval_start = now - state["seconds"], now - state["interval_seconds"]
+
     def epoch_means(self):
         """The epoch's means of everything read so far."""
         return {n: v / self.epoch_counts[n] for n, v in self.epoch_sums.items()}
 
     def seconds(self):
         return time.perf_counter() - self.epoch_start
+
+
+def _moved(values, device):
+    return {name: value.to(device) if torch.is_tensor(value) else value for name, value in values.items()}
 
 
 def check_finite_loss(loss, epoch, step, num_steps, global_step):
