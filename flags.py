@@ -121,6 +121,11 @@ def check_paths(args):
             _check_writable(f"--{flag}", path, kind)
 
 
+def check_writable_folder(name, path):
+    """For the tools that write into a folder named by a positional argument or a flag: see check_paths."""
+    _check_writable(name, str(path), "folder")
+
+
 def _check_writable(flag, path, kind):
     """A `kind` ("file" or "folder") at `path` can be written: it is not the other kind, and its nearest
     existing folder (created later, as needed) is a writable folder. Nothing is created here."""
@@ -202,8 +207,7 @@ def parent_parser(name, description, lists, models, training=False, data_sets=No
         _add_optimisation_flags(groups["optimisation"])
 
     run = groups["run"]
-    run.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
-                     help="auto: a GPU where there is one")
+    add_device_flag(run)
     run.add_argument("--precision", default=None, choices=sorted(AUTOCAST_DTYPES),
                      help="autocast dtype, or with DeepSpeed the dtype of its weights (default: bf16 on a GPU that "
                           "has it, fp16 with a loss scaler on older GPUs, fp32 on CPU)")
@@ -214,6 +218,12 @@ def parent_parser(name, description, lists, models, training=False, data_sets=No
     if training:
         _add_logging_and_checkpoint_flags(run)
     return parser, groups
+
+
+def add_device_flag(group):
+    """--device, for every entry point: parent_parser's, and the tools that need no clip list."""
+    group.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
+                       help="auto: a GPU where there is one")
 
 
 def _add_optimisation_flags(optim):
