@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from PIL import Image, ImageDraw
 
@@ -135,8 +136,10 @@ def prototype_maps(model, video, mask):
     if model.loss_func != "SWAV":
         raise ValueError("prototype maps need a SIGMA model (loss_func SWAV)")
     predictions, targets, masked_index = masked_prediction(model, video, mask)
-    scores_phi = model.prototype_scores(targets, model.prototypes)
-    scores_model = model.prototype_scores(predictions, model.prototypes)
+    # Unit prototypes, as forward() makes them before every step (a saved step has moved them since).
+    prototypes = F.normalize(model.prototypes.float(), dim=-1)
+    scores_phi = model.prototype_scores(targets, prototypes)
+    scores_model = model.prototype_scores(predictions, prototypes)
     q_phi, _ = model.assignments(scores_phi, scores_model, targets[None], predictions[None])
     predicted, assigned = scores_model.argmax(dim=-1).cpu(), q_phi.argmax(dim=-1).cpu()
     return dict(predicted=predicted, assigned=assigned, agreement=float((predicted == assigned).float().mean()),
