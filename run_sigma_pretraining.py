@@ -20,9 +20,12 @@ restarted with the same --output_dir resumes from its newest complete checkpoint
 """
 import time
 
+import numpy as np
+import torch
 from torch.nn.parallel import DistributedDataParallel
 
 import dist_utils
+import model_pictures
 import training_state
 import user_errors
 import utils
@@ -31,7 +34,7 @@ from dino_teacher import DINO_TEACHERS
 from engine_for_pretraining import train_one_epoch
 from flags import (FRACTION, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_INTERVAL_OPEN, BoolFlag, check_paths,
                    parent_parser)
-from masking_generator import MASK_GENERATORS
+from masking_generator import MASK_GENERATORS, build_masking_generator
 from modeling_pretrain import (ARCHITECTURE_ARGS, LOSS_FUNCS, MODELS, TARGET_TYPES, TEACHER_PRECISIONS,
                                create_pretrain_model, pretrain_model_config)
 from optim_factory import create_optimizer, scaled_schedules
@@ -91,6 +94,10 @@ def get_args_parser():
                             "model first learns the clusters of a fixed random projection (published: 0)")
 
     optim = groups["optimisation"]
+    groups["run"].add_argument(
+        "--log_images_every", type=NON_NEGATIVE_INT, default=0,
+        help="every N epochs, draw what the model predicts for the first video of the list (validation view, a "
+             "fixed mask) into TensorBoard, as run_videomae_vis.py draws it (0: never)")
     optim.add_argument("--compile", action=BoolFlag, default=False,
                        help="torch.compile the model: fused kernels, faster steps after a compilation of minutes")
     optim.add_argument("--steps_per_epoch", type=POSITIVE_INT, default=None,
@@ -163,6 +170,7 @@ def train(args, env):
           f"precision {args.precision}, {steps_per_epoch} steps per epoch, device {device}")
     scalar_logger = utils.start_records(args, env)
 
+    pictured = picture_clip(dataset, args, device) if args.log_images_every else None
     frozen = frozen_at_start(model_without_ddp, args)
     start_time = time.time()
     progress = Progress(args.print_freq)
@@ -189,6 +197,12 @@ def train(args, env):
             training_state.save(args.output_dir, state, numbered)
         # After the checkpoint: a kill in between loses this line only until the resume restores it.
         utils.log_epoch(record, args, env)
+        if pictured is not None and ((epoch + 1) % args.log_images_every == 0 or epoch + 1 == args.epochs):
+            # Every rank draws (Sinkhorn all-reduces over the ranks; the copies agree), the main one writes.
+            picture, _, _ = model_pictures.clip_picture(model_without_ddp, *pictured)
+            if scalar_logger is not None:
+                scalar_logger.log_image("pictures/" + ("reconstruction" if args.loss_func == "L2" else "prototypes"),
+                                        np.asarray(picture), epoch + 1)
 
     minutes = (time.time() - start_time) / 60
     if start_epoch < args.epochs:
@@ -199,6 +213,15 @@ def train(args, env):
         print(f"checkpoints and log.txt in {args.output_dir}")
     if scalar_logger is not None:
         scalar_logger.close()
+
+
+def picture_clip(dataset, args, device):
+    """(video on device, mask) that --log_images_every draws at every such epoch: the validation view of the
+    first video of the list under a mask of the run's kind, seeded by --seed, so the pictures compare."""
+    video = model_pictures.read_view(dataset.clips[0][0], args.num_frames, args.sampling_rate, args.input_size)
+    generator = build_masking_generator(args.mask_type, args.window_size, args.mask_ratio,
+                                        rng=np.random.default_rng(args.seed))
+    return video.to(device), torch.from_numpy(generator())
 
 
 def frozen_at_start(model, args):
