@@ -22,6 +22,7 @@ Tokens are ordered (t, h, w) and tubes channel-fastest, as in ``PretrainVisionTr
 """
 import colorsys
 import math
+import textwrap
 
 import numpy as np
 import torch
@@ -64,12 +65,24 @@ def clip_pixels(video):
     return ((video.float().cpu() * std + mean).clamp(0, 1) * 255).round().byte().permute(1, 2, 3, 0).numpy()
 
 
+def tokens_to_pixels(tokens, grid, tubelet, patch):
+    """Per-token values (N, C) over a (T', H', W') grid -> per-pixel (T, H, W, C): every pixel of a tube takes
+    its token's value."""
+    grid = tokens.reshape(*grid, -1)
+    return grid.repeat_interleave(tubelet, 0).repeat_interleave(patch, 1).repeat_interleave(patch, 2)
+
+
+def masked_frames(frames, mask, grid, tubelet, patch):
+    """The frames (T, H, W, 3) uint8 as the encoder gets them: every pixel of a masked token (mask (N,) bool)
+    MASK_GREY."""
+    hidden = tokens_to_pixels(torch.as_tensor(mask).cpu()[:, None], grid, tubelet, patch)[..., 0].numpy()
+    shown = frames.copy()
+    shown[hidden] = MASK_GREY
+    return shown
+
+
 def _tokens_to_pixels(tokens, model):
-    """Per-token values (N, C) -> per-pixel (T, H, W, C): every pixel of a tube takes its token's value."""
-    frames, height, width = model.grid_size
-    grid = tokens.reshape(frames, height, width, -1)
-    return (grid.repeat_interleave(model.tubelet_size, 0).repeat_interleave(model.patch_size, 1)
-            .repeat_interleave(model.patch_size, 2))
+    return tokens_to_pixels(tokens, model.grid_size, model.tubelet_size, model.patch_size)
 
 
 @torch.no_grad()
@@ -118,9 +131,7 @@ def reconstruction(model, video, mask, statistics="own"):
     rebuilt = rearrange(rebuilt, "(t h w) (p0 p1 p2) c -> (t p0) (h p1) (w p2) c", t=grid_t, h=grid_h, w=grid_w,
                         p0=t, p1=p, p2=p)
     original = clip_pixels(video)
-    hidden = _tokens_to_pixels(mask.cpu()[:, None], model)[..., 0].numpy()
-    masked_input = original.copy()
-    masked_input[hidden] = MASK_GREY
+    masked_input = masked_frames(original, mask, model.grid_size, model.tubelet_size, model.patch_size)
     return dict(original=original, masked_input=masked_input,
                 reconstruction=(rebuilt.clamp(0, 1) * 255).round().byte().cpu().numpy(),
                 errors=errors.cpu(), masked_index=masked_index.cpu())
@@ -171,23 +182,29 @@ def error_table(model, errors, masked_index):
 
 
 def grid_picture(rows, title, legend=()):
-    """One PNG-ready image: a title line, then one row per (label, frames (T, H, W, 3)), frames left to right,
-    each enlarged by whole factors to at least MIN_CELL pixels high; legend: (colour, text) pairs at the bottom."""
-    height, width = rows[0][1].shape[1:3]
-    scale = max(1, math.ceil(MIN_CELL / height))
-    cell_h, cell_w, label_w, gap, header = height * scale, width * scale, 110, 2, 18
+    """One PNG-ready image: the title's lines, then one row per (label, frames (T, H, W, 3)), frames left to right,
+    all as high as the first row's frames enlarged by a whole factor to at least MIN_CELL pixels (other rows keep
+    their aspect); legend: (colour, text) pairs at the bottom."""
+    scale = max(1, math.ceil(MIN_CELL / rows[0][1].shape[1]))
+    cell_h = rows[0][1].shape[1] * scale
+    widths = [round(frames.shape[2] * cell_h / frames.shape[1]) for _, frames in rows]
+    cell_w, label_w, gap = max(widths), 110, 2
     columns = max(len(frames) for _, frames in rows)
+    # PIL's default font is about 6 pixels a character: long titles wrap at the picture's width.
+    title = "\n".join(textwrap.fill(line, (label_w + columns * (cell_w + gap)) // 6 - 1) for line in title.splitlines())
+    header = 4 + 14 * len(title.splitlines())
     legend_rows = math.ceil(len(legend) / 8)
     sheet = Image.new("RGB", (label_w + columns * (cell_w + gap), header + len(rows) * (cell_h + gap) +
                               legend_rows * 16 + 4), "white")
     draw = ImageDraw.Draw(sheet)
     draw.text((4, 3), title, fill="black")
-    for r, (label, frames) in enumerate(rows):
+    for r, ((label, frames), width) in enumerate(zip(rows, widths)):
         y = header + r * (cell_h + gap)
         draw.text((4, y + cell_h // 2 - 6), label, fill="black")
+        # Whole factors keep every patch's edges sharp; other sizes (a raw video beside its crops) are resampled.
+        resample = Image.NEAREST if cell_h % frames.shape[1] == 0 else Image.BILINEAR
         for c, frame in enumerate(frames):
-            sheet.paste(Image.fromarray(frame).resize((cell_w, cell_h), Image.NEAREST),
-                        (label_w + c * (cell_w + gap), y))
+            sheet.paste(Image.fromarray(frame).resize((width, cell_h), resample), (label_w + c * (cell_w + gap), y))
     top = header + len(rows) * (cell_h + gap) + 2
     entry_w = max(1, (sheet.width - 8) // 8)
     for i, (colour, text) in enumerate(legend):

@@ -32,8 +32,8 @@ import utils
 from datasets import build_pretraining_dataset, check_bad_fraction, training_loader
 from dino_teacher import DINO_TEACHERS
 from engine_for_pretraining import train_one_epoch
-from flags import (FRACTION, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_INTERVAL_OPEN, BoolFlag, check_paths,
-                   parent_parser)
+from flags import (NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_INTERVAL_OPEN, BoolFlag,
+                   add_pretraining_augmentation_flags, check_paths, parent_parser)
 from masking_generator import MASK_GENERATORS, build_masking_generator
 from modeling_pretrain import (ARCHITECTURE_ARGS, LOSS_FUNCS, MODELS, TARGET_TYPES, TEACHER_PRECISIONS,
                                create_pretrain_model, pretrain_model_config)
@@ -49,9 +49,7 @@ def get_args_parser():
         drop_path=0.0, epochs=801, opt_betas=[0.9, 0.95], lr=1.5e-4, min_lr=1e-5, warmup_lr=0.0, warmup_epochs=40,
         save_ckpt_freq=20, run_name="sigma_pretrain")
     data = groups["data"]
-    data.add_argument("--augmentation", default="multi_scale_crop", choices=["multi_scale_crop", "resize"],
-                      help="multi-scale corner/centre crops (all published runs) or a plain resize")
-    data.add_argument("--gray_scale_prob", type=FRACTION, default=0.0, help="probability of a grayscale clip")
+    add_pretraining_augmentation_flags(data)
 
     masking = parser.add_argument_group("masking")
     masking.add_argument("--mask_type", default="tube", choices=sorted(MASK_GENERATORS),
