@@ -219,6 +219,14 @@ def run(args, env):
                                device=torch.device("cpu") if args.model_ema_force_cpu else None)
     model, optimizer, scaler, input_dtype = data.backend(classifier, optimizer, args, env)
     start_epoch, max_accuracy = resume(model, classifier, optimizer, scaler, model_ema, args, env)
+    if start_epoch >= args.epochs:
+        # A finished run reports its test instead of testing (and logging) it again; every rank decides alike.
+        saved = dist_utils.broadcast_object(training_state.saved_test_record(args.output_dir) if env.is_main else None)
+        if saved is not None:
+            print(f"nothing to train: {args.output_dir} has finished all {args.epochs} epochs and was tested: top-1 "
+                  f"{saved['test_acc1']:.2f}%, top-5 {saved['test_acc5']:.2f}% on {saved['test_videos']} videos "
+                  f"(log.txt); raise --epochs to train on, or --eval to test again")
+            return
 
     n_parameters = sum(p.numel() for p in classifier.parameters() if p.requires_grad)
     print(utils.describe_run(args))
