@@ -47,7 +47,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_co
 
 from clip_lists import SPLIT_LISTS, read_clip_list, resolve_clip_list, split_list
 from masking_generator import build_masking_generator
-from video_decoding import BadVideoError, check_video_file, decode_sampled_frames, native_stderr_silenced
+from video_decoding import (BadVideoError, check_video_file, decode_sampled_frames, decoder_message,
+                            native_stderr_silenced)
 from user_errors import UserError, UserValueError
 from video_transforms import EvalView, FinetuneTrainAugmentation, PretrainingAugmentation, normalize_video
 
@@ -124,12 +125,7 @@ def _open_video(path):
         with native_stderr_silenced():
             return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     except Exception as error:  # decord raises RuntimeError, DECORDError or AssertionError
-        raise BadVideoError(path, f"cannot open: {_first_line(error)}") from None
-
-
-def _first_line(error):
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+        raise BadVideoError(path, f"cannot open: {decoder_message(error)}") from None
 
 
 def count_frames(path):
@@ -163,9 +159,11 @@ def decode_frames(path, indices):
             raise ValueError(f"{path}: frame indices must be a non-empty list in [0, {num_frames}), "
                              f"got {indices.tolist()}")
         try:
-            frames = reader.get_batch(indices).asnumpy()
+            # Damaged data makes the decoder's threads log as they fail: the BadVideoError names the file.
+            with native_stderr_silenced():
+                frames = reader.get_batch(indices).asnumpy()
         except Exception as error:  # DECORDError from the decoder on damaged data
-            raise BadVideoError(path, f"cannot decode frames: {_first_line(error)}") from None
+            raise BadVideoError(path, f"cannot decode frames: {decoder_message(error)}") from None
     finally:
         del reader
     return torch.from_numpy(frames)
