@@ -100,3 +100,4 @@ echo "== 5/5 linear probe and k-NN of a random initialisation, SIGMA and VideoMA
 "${PYTHON}" scripts/plot_log.py "${SIGMA_RUN}" "${PIXEL_RUN}" --probes "${DEMO_DIR}/probes/results.json" \
     --out "${DEMO_DIR}/demo.png"
 echo "demo finished in $(( SECONDS - start )) s"
+echo "pictures of what both models predict: bash scripts/make_docs_pictures.sh ${DEMO_DIR} (PRETRAIN.md, \"Looking at what a model predicts\")"

@@ -75,3 +75,14 @@ def test_wrong_input_is_one_line(tool, tmp_path, capsys):
             run_main(tool.main, argv)
         err = capsys.readouterr().err.strip()
         assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and message in err
+
+
+def test_docs_pictures_script_needs_a_finished_demo(tmp_path):
+    import subprocess
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "scripts" / "make_docs_pictures.sh"
+    result = subprocess.run(["bash", str(script), str(tmp_path / "no_demo")], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2 and "checkpoint-latest.pth is missing: run scripts/demo.sh first" in result.stderr
+    result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "DEMO_DIR" in result.stdout
