@@ -217,3 +217,27 @@ def test_wrong_input_is_one_line(checkpoints, synthetic_videos, tmp_path, capsys
             assert "not writable" in one_line_error([video, str(locked / "out"), pixel], capsys)
         finally:
             locked.chmod(0o700)
+
+
+def test_a_dino_checkpoint_maps_the_teachers_assignments(synthetic_videos, tmp_path, capsys):
+    """SIGMA-DINO: the assigned map is Sinkhorn's argmax over the frozen teacher's features (ViT-S/16 at 32 px,
+    its 2 x 2 grid resized to the model's 4 x 4)."""
+    import timm
+
+    torch.manual_seed(0)
+    teacher = tmp_path / "dino_vits16_random.pth"
+    torch.save(timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0).state_dict(), teacher)
+    args = argparse.Namespace(**{**vars(SIGMA_ARGS), "target_type": "dino_v1", "distillation_teacher": "dino_s"})
+    model = build(args, teacher_weights=str(teacher))
+    checkpoint = tmp_path / "dino.pth"
+    save_checkpoint_atomic({"model": model.state_dict(), "args": args}, checkpoint)
+    video = synthetic_videos / "val" / "striped_ellipse_slides" / "0000.mp4"
+    result = run_videomae_vis.main([str(video), str(tmp_path / "out"), str(checkpoint), "--teacher_weights",
+                                    str(teacher), "--seed", "4"])
+    clip = model_pictures.read_view(video, 4, 2, 32)
+    with torch.no_grad():
+        features = model.teacher_features(clip[None])[0, result["masked_index"]]
+    q = sinkhorn_knopp(F.normalize(features, dim=-1) @ F.normalize(model.prototypes, dim=-1).t(),
+                       args.sinkhorn_eps, args.sinkhorn_iterations)
+    assert result["assigned"].tolist() == q.argmax(-1).tolist()
+    assert f"agree on {result['agreement']:.1%}" in capsys.readouterr().out
