@@ -168,7 +168,8 @@ def train(args, env):
           f"precision {args.precision}, {steps_per_epoch} steps per epoch, device {device}")
     scalar_logger = utils.start_records(args, env)
 
-    pictured = picture_clip(dataset, args, device) if args.log_images_every else None
+    # Without a TensorBoard folder no rank would write them: none is drawn.
+    pictured = picture_clip(dataset, args, device) if args.log_images_every and args.log_dir else None
     frozen = frozen_at_start(model_without_ddp, args)
     start_time = time.time()
     progress = Progress(args.print_freq)
