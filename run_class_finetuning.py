@@ -48,8 +48,8 @@ from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES, build_dataset, check_b
 from engine_for_finetuning import (FeatureDataset, FeatureProbe, VideoMixup, describe_scores, eval_loader,
                                    eval_view_dataset, evaluate, freeze_backbone, gather_outputs, is_sharded,
                                    merge_views, pooled_tokens, run_inference, save_predictions, train_one_epoch)
-from flags import (FRACTION, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, BoolFlag, check_paths, checked,
-                   parent_parser)
+from flags import (FRACTION, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, BoolFlag,
+                   add_finetuning_augmentation_flags, check_paths, checked, parent_parser)
 from modeling_finetune import MODELS, create_classifier, load_pretrained_encoder
 from optim_factory import create_optimizer, scaled_schedules
 from progress import LOG_EVERY_KEY, Progress
@@ -76,16 +76,7 @@ def get_args_parser():
                            "few-shot settings of SEVERE, e.g. 1000 for UCF101 and Gym99); 0: all")
 
     aug = parser.add_argument_group("training augmentation")
-    aug.add_argument("--aa", default="rand-m7-n4-mstd0.5-inc1",
-                     help="RandAugment policy, the same ops on every frame of a clip; 'none' switches it off")
-    aug.add_argument("--train_interpolation", default="bicubic", choices=["bilinear", "bicubic", "random"],
-                     help="RandAugment's resampling")
-    aug.add_argument("--horizontal_flip", action=BoolFlag, default=None,
-                     help="random horizontal flips (default: on, except SSV2 and custom lists, where the "
-                          "direction of motion can be the label)")
-    aug.add_argument("--reprob", type=FRACTION, default=0.25, help="random erasing probability")
-    aug.add_argument("--remode", default="pixel", choices=["const", "rand", "pixel"], help="random erasing fill")
-    aug.add_argument("--recount", type=POSITIVE_INT, default=1, help="random erasing boxes per clip")
+    add_finetuning_augmentation_flags(aug)
     aug.add_argument("--mixup", type=NON_NEGATIVE_FLOAT, default=0.8, help="mixup alpha (0: off)")
     aug.add_argument("--cutmix", type=NON_NEGATIVE_FLOAT, default=1.0,
                      help="cutmix alpha (0: off); one box through all frames")
@@ -233,6 +224,14 @@ def run(args, env):
     model, optimizer, scaler, input_dtype = data.backend(classifier, optimizer, args, env)
     start_epoch, max_accuracy, saved = resume(model, classifier, optimizer, scaler, model_ema, args, env)
     position = saved.get(preemption.POSITION_KEY)
+    if start_epoch >= args.epochs:
+        # A finished run reports its test instead of testing (and logging) it again; every rank decides alike.
+        tested = dist_utils.broadcast_object(training_state.saved_test_record(args.output_dir) if env.is_main else None)
+        if tested is not None:
+            print(f"nothing to train: {args.output_dir} has finished all {args.epochs} epochs and was tested: top-1 "
+                  f"{tested['test_acc1']:.2f}%, top-5 {tested['test_acc5']:.2f}% on {tested['test_videos']} videos "
+                  f"(log.txt); raise --epochs to train on, or --eval to test again")
+            return
 
     n_parameters = sum(p.numel() for p in classifier.parameters() if p.requires_grad)
     print(utils.describe_run(args))

@@ -21,9 +21,12 @@ restarted with the same --output_dir resumes from its newest complete checkpoint
 import os
 import time
 
+import numpy as np
+import torch
 from torch.nn.parallel import DistributedDataParallel
 
 import dist_utils
+import model_pictures
 import preemption
 import training_state
 import user_errors
@@ -32,9 +35,9 @@ from datasets import build_pretraining_dataset, check_bad_fraction, training_loa
 from dino_teacher import DINO_TEACHERS
 from encoder_geometry import checkpoint_geometry
 from engine_for_pretraining import train_one_epoch
-from flags import (FRACTION, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_INTERVAL_OPEN, BoolFlag, check_paths,
-                   parent_parser)
-from masking_generator import MASK_GENERATORS
+from flags import (NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_INTERVAL_OPEN, BoolFlag,
+                   add_pretraining_augmentation_flags, check_paths, parent_parser)
+from masking_generator import MASK_GENERATORS, build_masking_generator
 from modeling_pretrain import (ARCHITECTURE_ARGS, LOSS_FUNCS, MODELS, TARGET_TYPES, TEACHER_PRECISIONS,
                                create_pretrain_model, pretrain_model_config)
 from optim_factory import create_optimizer, scaled_schedules
@@ -49,9 +52,7 @@ def get_args_parser():
         drop_path=0.0, patch_size=16, epochs=801, opt_betas=[0.9, 0.95], lr=1.5e-4, min_lr=1e-5, warmup_lr=0.0, warmup_epochs=40,
         save_ckpt_freq=20, run_name="sigma_pretrain")
     data = groups["data"]
-    data.add_argument("--augmentation", default="multi_scale_crop", choices=["multi_scale_crop", "resize"],
-                      help="multi-scale corner/centre crops (all published runs) or a plain resize")
-    data.add_argument("--gray_scale_prob", type=FRACTION, default=0.0, help="probability of a grayscale clip")
+    add_pretraining_augmentation_flags(data)
 
     masking = parser.add_argument_group("masking")
     masking.add_argument("--mask_type", default="tube", choices=sorted(MASK_GENERATORS),
@@ -98,6 +99,10 @@ def get_args_parser():
                             "model first learns the clusters of a fixed random projection (published: 0)")
 
     optim = groups["optimisation"]
+    groups["run"].add_argument(
+        "--log_images_every", type=NON_NEGATIVE_INT, default=0,
+        help="every N epochs, draw what the model predicts for the first video of the list (validation view, a "
+             "fixed mask) into TensorBoard, as run_videomae_vis.py draws it (0: never)")
     optim.add_argument("--compile", action=BoolFlag, default=False,
                        help="torch.compile the model: fused kernels, faster steps after a compilation of minutes")
     optim.add_argument("--steps_per_epoch", type=POSITIVE_INT, default=None,
@@ -179,6 +184,8 @@ def train(args, env):
     scalar_logger = utils.start_records(args, env)
     training_state.warn_if_little_room_at_start(args.output_dir, model_without_ddp, env)
 
+    # Without a TensorBoard folder no rank would write them: none is drawn.
+    pictured = picture_clip(dataset, args, device) if args.log_images_every and args.log_dir else None
     frozen = frozen_at_start(model_without_ddp, args)
     start_time = time.time()
     progress = Progress(args.print_freq, calibrated=checkpoint.get(LOG_EVERY_KEY) if own_run else None)
@@ -225,6 +232,12 @@ def train(args, env):
                 training_state.save(args.output_dir, state, numbered)
             # After the checkpoint: a kill in between loses this line only until the resume restores it.
             utils.log_epoch(record, args, env)
+            if pictured is not None and ((epoch + 1) % args.log_images_every == 0 or epoch + 1 == args.epochs):
+                # Every rank draws (Sinkhorn all-reduces over the ranks; the copies agree), the main one writes.
+                picture, _, _ = model_pictures.clip_picture(model_without_ddp, *pictured)
+                if scalar_logger is not None:
+                    scalar_logger.log_image("pictures/" + ("reconstruction" if args.loss_func == "L2" else "prototypes"),
+                                            np.asarray(picture), epoch + 1)
             if epoch + 1 < args.epochs and stop.agreed():  # a signal during the epoch's last step
                 raise preemption.preempted(stop, os.path.join(args.output_dir, training_state.LATEST_CHECKPOINT),
                                            epoch)
@@ -238,6 +251,15 @@ def train(args, env):
         print(f"checkpoints and log.txt in {args.output_dir}")
     if scalar_logger is not None:
         scalar_logger.close()
+
+
+def picture_clip(dataset, args, device):
+    """(video on device, mask) that --log_images_every draws at every such epoch: the validation view of the
+    first video of the list under a mask of the run's kind, seeded by --seed, so the pictures compare."""
+    video = model_pictures.read_view(dataset.clips[0][0], args.num_frames, args.sampling_rate, args.input_size)
+    generator = build_masking_generator(args.mask_type, args.window_size, args.mask_ratio,
+                                        rng=np.random.default_rng(args.seed))
+    return video.to(device), torch.from_numpy(generator())
 
 
 def frozen_at_start(model, args):

@@ -47,6 +47,7 @@ from disk_space import (NoSpaceError, check_room, is_no_space, no_space, size_on
                         warn_if_little_room)
 from optim_factory import uses_weight_decay
 from preemption import POSITION_KEY
+from user_errors import UserValueError
 from utils import LOG_FILE
 
 LATEST_CHECKPOINT = "checkpoint-latest.pth"
@@ -242,6 +243,24 @@ def restore_log(output_dir, checkpoint):
         save_text_atomic("".join(kept), path)
 
 
+def saved_test_record(output_dir):
+    """The test-score line (``test_acc1`` and friends) that a finished run appended to OUTPUT_DIR/log.txt after
+    its last epoch's line, or None (not tested yet: killed during the test, or never finished)."""
+    path = os.path.join(output_dir, LOG_FILE)
+    if not output_dir or not os.path.isfile(path):
+        return None
+    record = None
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                parsed = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict):
+                record = parsed if "test_acc1" in parsed else None if "epoch" in parsed else record
+    return record
+
+
 def find_start(args, env):
     """(path, checkpoint, own_run) a run starts from, else (None, None, False).
 
@@ -295,6 +314,23 @@ def deepspeed_weights(folder):
 # Restoring
 # ---------------------------------------------------------------------------------
 
+class WeightMismatchError(UserValueError):
+    """A checkpoint's weights do not fit the model: other tensors, or other shapes (the model flags differ)."""
+
+
+def check_weight_shapes(state, model, source):
+    """Raises WeightMismatchError naming the first tensor of `state` whose shape differs from the model's, both
+    shapes and how many others differ: a user error (the model flags do not match the checkpoint), one line."""
+    own = model.state_dict()
+    wrong = [(key, tuple(value.shape), tuple(own[key].shape)) for key, value in state.items()
+             if key in own and hasattr(value, "shape") and value.shape != own[key].shape]
+    if wrong:
+        key, saved, expected = wrong[0]
+        others = f" (and {len(wrong) - 1} more tensors)" if len(wrong) > 1 else ""
+        raise WeightMismatchError(f"{source}: tensor {key} has shape {saved} in the checkpoint but {expected} in this "
+                               f"model{others}; check --model and the model flags against the checkpoint's args")
+
+
 def restore(checkpoint, source, model, optimizer, scaler, own_run=True, model_ema=None):
     """Loads model, optimiser, loss-scaler (and EMA) state from a training checkpoint; returns the next epoch.
 
@@ -307,10 +343,11 @@ def restore(checkpoint, source, model, optimizer, scaler, own_run=True, model_em
     where they do not fit, training goes on with fresh moments and says so, since the
     weights alone are a valid starting point.
     """
+    check_weight_shapes(checkpoint["model"], model, source)
     try:
         model.load_state_dict(checkpoint["model"], strict=True)
-    except RuntimeError as error:
-        raise RuntimeError(f"{source}: the checkpoint's weights do not fit this model; "
+    except RuntimeError as error:  # missing or unexpected tensors: reported on one line, each list joined
+        raise WeightMismatchError(f"{source}: the checkpoint's weights do not fit this model; "
                            f"check --model and the model flags against its args.\n{error}") from None
     if not own_run:
         try:

@@ -191,6 +191,10 @@ class ScalarLogger:
         if self.wandb_run is not None:
             self.wandb_run.log(scalars, step=step)
 
+    def log_image(self, name, image, step):
+        """image: uint8 (H, W, 3), e.g. np.asarray of a PIL image; TensorBoard only."""
+        self.writer.add_image(name, image, step, dataformats="HWC")
+
     def close(self):
         self.writer.close()
         if self.wandb_run is not None:

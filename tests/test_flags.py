@@ -18,7 +18,7 @@ PRETRAIN = dict(
     augmentation='multi_scale_crop', auto_resume=True, batch_size=16, clip_grad=None, compile=False, data_path_csv=None,
     decoder_depth=4, depth=None, device='auto', dist_timeout=30, distillation_teacher='dino_b', drop_path=0.0, epochs=801,
     freeze_projection_niters=0, freeze_prototypes_niters=0, gray_scale_prob=0.0, input_size=224,
-    local_rank=None, log_dir=None, loss_func='SWAV', lr=0.00015, mask_ratio=0.9, mask_type='tube',
+    local_rank=None, log_dir=None, log_images_every=0, loss_func='SWAV', lr=0.00015, mask_ratio=0.9, mask_type='tube',
     max_bad_fraction=0.05, min_lr=1e-05, model='pretrain_videomae_base_patch16_224', normlize_target=True,
     num_frames=16, num_prototypes=3000, num_sample=1, num_workers=WORKERS, opt='adamw', opt_betas=[0.9, 0.95],
     opt_eps=1e-08, output_dir='', patch_size=16, pin_mem=True, precision=None, print_freq=None, queue_length=0,
