@@ -43,11 +43,13 @@ import warnings
 import decord
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from clip_lists import SPLIT_LISTS, read_clip_list, resolve_clip_list, split_list
 from masking_generator import build_masking_generator
-from video_decoding import BadVideoError, check_video_file, decode_sampled_frames, native_stderr_silenced
+from training_order import EpochSampler, SeededItems
+from video_decoding import (BadVideoError, check_video_file, decode_sampled_frames, decoder_message,
+                            native_stderr_silenced)
 from user_errors import UserError, UserValueError
 from video_transforms import EvalView, FinetuneTrainAugmentation, PretrainingAugmentation, normalize_video
 
@@ -124,12 +126,7 @@ def _open_video(path):
         with native_stderr_silenced():
             return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
     except Exception as error:  # decord raises RuntimeError, DECORDError or AssertionError
-        raise BadVideoError(path, f"cannot open: {_first_line(error)}") from None
-
-
-def _first_line(error):
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+        raise BadVideoError(path, f"cannot open: {decoder_message(error)}") from None
 
 
 def count_frames(path):
@@ -163,9 +160,11 @@ def decode_frames(path, indices):
             raise ValueError(f"{path}: frame indices must be a non-empty list in [0, {num_frames}), "
                              f"got {indices.tolist()}")
         try:
-            frames = reader.get_batch(indices).asnumpy()
+            # Damaged data makes the decoder's threads log as they fail: the BadVideoError names the file.
+            with native_stderr_silenced():
+                frames = reader.get_batch(indices).asnumpy()
         except Exception as error:  # DECORDError from the decoder on damaged data
-            raise BadVideoError(path, f"cannot decode frames: {_first_line(error)}") from None
+            raise BadVideoError(path, f"cannot decode frames: {decoder_message(error)}") from None
     finally:
         del reader
     return torch.from_numpy(frames)
@@ -304,6 +303,11 @@ class VideoPretrainingDataset(Dataset):
         return clip_indices(video_frames, self.num_frames, self.sampling_rate, start)
 
 
+def pretraining_transform(args):
+    """The pretraining clip augmentation of args: input_size, augmentation, gray_scale_prob."""
+    return PretrainingAugmentation(args.input_size, args.augmentation, args.gray_scale_prob)
+
+
 def build_pretraining_dataset(args):
     """The pretraining dataset from run_sigma_pretraining.py's arguments: data_path, data_path_csv,
     max_bad_fraction, input_size, augmentation, gray_scale_prob, mask_type, window_size, mask_ratio,
@@ -311,7 +315,7 @@ def build_pretraining_dataset(args):
     list_path, root = resolve_clip_list(args.data_path, args.data_path_csv)
     clips = read_clip_list(list_path, root)
     check_clip_files(clips, args.max_bad_fraction, list_path)
-    transform = PretrainingAugmentation(args.input_size, args.augmentation, args.gray_scale_prob)
+    transform = pretraining_transform(args)
     mask_generator = build_masking_generator(args.mask_type, args.window_size, args.mask_ratio)
     return VideoPretrainingDataset(clips, args.num_frames, args.sampling_rate, transform, mask_generator,
                                    num_sample=args.num_sample, max_bad_fraction=args.max_bad_fraction)
@@ -400,6 +404,17 @@ class VideoClassificationDataset(Dataset):
         return dense_view_indices(video_frames, self.num_frames, self.sampling_rate, segment, self.num_segments)
 
 
+def finetuning_transform(args):
+    """The fine-tuning training augmentation of args: data_set, input_size, aa, train_interpolation, reprob,
+    remode, recount and optionally horizontal_flip (None or absent: the data set's default)."""
+    flip = getattr(args, "horizontal_flip", None)
+    if flip is None:
+        flip = args.data_set not in NOT_FLIPPED_DATASETS
+    aa = None if args.aa in (None, "", "none") else args.aa
+    return FinetuneTrainAugmentation(args.input_size, flip, aa, args.train_interpolation, args.reprob, args.remode,
+                                     args.recount)
+
+
 def build_dataset(is_train, test_mode, args):
     """A fine-tuning dataset -> (dataset, nb_classes), from the fine-tuning script's arguments.
 
@@ -415,12 +430,7 @@ def build_dataset(is_train, test_mode, args):
     clips = read_clip_list(list_path, root, num_classes=nb_classes)
     check_clip_files(clips, args.max_bad_fraction, list_path)
     if is_train:
-        flip = getattr(args, "horizontal_flip", None)
-        if flip is None:
-            flip = args.data_set not in NOT_FLIPPED_DATASETS
-        aa = None if args.aa in (None, "", "none") else args.aa
-        transform = FinetuneTrainAugmentation(args.input_size, flip, aa, args.train_interpolation,
-                                              args.reprob, args.remode, args.recount)
+        transform = finetuning_transform(args)
     else:
         transform = EvalView(args.input_size, args.short_side_size, args.test_num_crop if test_mode else 1)
     sampling = "segments" if args.data_set in SEGMENT_SAMPLED_DATASETS else "dense"
@@ -475,13 +485,13 @@ def seed_worker(worker_id):
 def training_loader(dataset, args, env):
     """Shuffled training batches of this rank's share of `dataset`, the last incomplete batch dropped.
 
-    A DistributedSampler also on one process, so that its set_epoch gives the same data
-    order semantics everywhere; the loader's generator (seeded per epoch by the entry
-    point) seeds the workers. args: seed, batch_size, num_workers, pin_mem, num_sample.
+    The sampler (a DistributedSampler also on one process, so that its set_epoch gives the same data
+    order semantics everywhere) passes every item a seed of its own (training_order.py), which makes an
+    epoch stopped mid-way resumable exactly. args: seed, batch_size, num_workers, pin_mem, num_sample.
     """
-    sampler = DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=args.seed,
-                                 drop_last=True)
-    return DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.num_workers,
-                      pin_memory=args.pin_mem and env.device.type == "cuda", drop_last=True,
-                      collate_fn=multiple_samples_collate if args.num_sample > 1 else None,
+    sampler = EpochSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=args.seed,
+                           drop_last=True)
+    return DataLoader(SeededItems(dataset), batch_size=args.batch_size, sampler=sampler,
+                      num_workers=args.num_workers, pin_memory=args.pin_mem and env.device.type == "cuda",
+                      drop_last=True, collate_fn=multiple_samples_collate if args.num_sample > 1 else None,
                       worker_init_fn=seed_worker, generator=torch.Generator())

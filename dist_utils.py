@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 import user_errors
+from preemption import Preempted
 
 
 
@@ -162,6 +163,9 @@ def launch(entry, args, what):
         print_only_on_main(env.is_main)
     try:
         entry(args, env)
+    except Preempted:
+        cleanup()  # every rank stops at the same step, after the checkpoint: a clean end
+        raise
     except BaseException as error:
         if env.world_size > 1 and not isinstance(error, user_errors.USER_ERRORS):
             print(f"[rank {env.rank}] {what} stopped: {type(error).__name__}: {error}", force=True, flush=True)
@@ -190,8 +194,9 @@ def seed_everything(seed):
 
 
 def seed_epoch(seed, rank, epoch, generator):
-    """Seeds everything random in an epoch from (seed, rank, epoch): the global generators (augmentations,
-    masks, mixing) and `generator` (a loader's or sampler's: data order, the workers' seeds).
+    """Seeds everything random in an epoch from (seed, rank, epoch): the global generators (dropout, mixing;
+    the training clips draw from seeds of their own, training_order.py) and `generator` (a loader's or
+    sampler's: data order, the workers' seeds).
 
     A run resumed at an epoch boundary replays exactly what the uninterrupted run would have done.
     """

@@ -30,6 +30,7 @@ import dist_utils
 from checkpoint import load_checkpoint, save_checkpoint_atomic
 from datasets import SEGMENT_SAMPLED_DATASETS, VideoClassificationDataset, check_bad_fraction, seed_worker
 from optim_factory import apply_schedules, optimizer_step
+from preemption import EpochInterrupted
 from progress import Progress
 from utils import MetricLogger, autocast, check_finite_loss
 from video_transforms import EvalView
@@ -131,7 +132,7 @@ def set_train_mode(classifier, frozen_backbone):
 def train_one_epoch(model, classifier, criterion, data_loader, optimizer, scaler, *, epoch, epochs, start_step,
                     num_steps, update_freq, lr_schedule, wd_schedule, device, precision, input_dtype=None,
                     deepspeed=False, mixup_fn=None, model_ema=None, clip_grad=None, frozen_backbone=False,
-                    num_sample=1, max_bad_fraction=1.0, progress=None, scalar_logger=None):
+                    num_sample=1, max_bad_fraction=1.0, progress=None, scalar_logger=None, stop=None, resumed=None):
     """Trains `num_steps` optimiser steps of `update_freq` micro-batches each; returns the epoch's means.
 
     Args:
@@ -148,6 +149,9 @@ def train_one_epoch(model, classifier, criterion, data_loader, optimizer, scaler
             inputs are cast to it instead of autocasting.
         num_sample: clips per decoded video (for the share of bad videos).
         progress: the run's progress.Progress (which steps log, the ETAs); default: every 10 steps.
+        stop: called between optimiser steps, on every rank (preemption.StopSignal.agreed); when it says
+            so, raises preemption.EpochInterrupted with the engine's part of the position, which
+            `resumed` takes back to continue the epoch after that step.
     Raises FloatingPointError on every rank when a logged mean loss is not finite,
     BadDataError when too many training videos could not be decoded.
     """
@@ -157,12 +161,19 @@ def train_one_epoch(model, classifier, criterion, data_loader, optimizer, scaler
     if not deepspeed:
         optimizer.zero_grad(set_to_none=True)
 
+    first = resumed["step"] if resumed else 0
     progress = progress or Progress(10)
-    progress.start_epoch(epoch, num_steps)
+    progress.start_epoch(epoch, num_steps, done=first)
     metrics = MetricLogger(device)
-    for i in range(num_steps * update_freq):
+    if resumed:
+        metrics.load_state_dict(resumed["metrics"])
+    for i in range(first * update_freq, num_steps * update_freq):
         step = start_step + i // update_freq
         boundary = (i + 1) % update_freq == 0
+        # Between optimiser steps, after the previous one's log line: a resumed epoch logs the same lines.
+        if stop is not None and i > first * update_freq and i % update_freq == 0 and stop():
+            progress.end_epoch()
+            raise EpochInterrupted({"step": i // update_freq, "metrics": metrics.state_dict()})
         if i % update_freq == 0:
             apply_schedules(optimizer, lr_schedule[step], wd_schedule[step])
         wait_start = time.perf_counter()

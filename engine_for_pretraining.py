@@ -14,6 +14,7 @@ import torch
 
 from datasets import normalize_video
 from optim_factory import apply_schedules, optimizer_step
+from preemption import EpochInterrupted
 from progress import Progress
 from utils import MetricLogger, autocast, check_finite_loss
 
@@ -23,7 +24,7 @@ PRINTED_STATS = ("loss_model", "loss_phi", "model_accuracy", "model_majority", "
 
 def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, start_step, num_steps,
                     lr_schedule, wd_schedule, device, precision, clip_grad=None, progress=None,
-                    scalar_logger=None, frozen=()):
+                    scalar_logger=None, frozen=(), stop=None, resumed=None):
     """Trains `num_steps` steps of `data_loader`; returns the epoch's means as floats.
 
     Batches are dicts with "video" uint8 (B, 3, T, H, W), "mask" bool (B, N) on the
@@ -33,16 +34,26 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
     gradients are dropped, so AdamW neither moves nor decays them) before global step
     until_step.
     progress: the run's progress.Progress (which steps log, the ETAs); default: every 10 steps.
+    stop: called after every step but the last, on every rank (preemption.StopSignal.agreed); when it
+    says so, raises preemption.EpochInterrupted with the engine's part of the position, which `resumed`
+    takes back to continue the epoch after that step.
     Raises FloatingPointError on every rank when the mean loss of a logging
     interval is not finite.
     """
     model.train()
+    if device.type == "cuda":
+        # The epoch's own peak: the first epoch's cuDNN autotuning and a previous epoch's evaluation
+        # or larger batch do not carry over into this record.
+        torch.cuda.reset_peak_memory_stats(device)
+    first = resumed["step"] if resumed else 0
     progress = progress or Progress(10)
-    progress.start_epoch(epoch, num_steps)
+    progress.start_epoch(epoch, num_steps, done=first)
     metrics = MetricLogger(device)
+    if resumed:
+        metrics.load_state_dict(resumed["metrics"])
     loader = iter(data_loader)
 
-    for i in range(num_steps):
+    for i in range(first, num_steps):
         step = start_step + i
         wait_start = time.perf_counter()
         batch = next(loader)
@@ -65,32 +76,13 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
         metrics.add({"loss": loss, **stats}, {"clips": videos.shape[0], "bad_videos": float(batch["num_bad"].sum()),
                                               "data_wait_s": data_wait})
         progress.step_done(i + 1)
-        if not log_now:
-            continue
-
-        means, totals, steps, seconds = metrics.read()
-        check_finite_loss(means["loss"], epoch, i + 1, num_steps, step)
-        clips_per_s = totals["clips"] / seconds
-        data_wait = totals["data_wait_s"] / (steps * metrics.world_size)
-        data_share = totals["data_wait_s"] / metrics.world_size / seconds
-        lr, wd = float(lr_schedule[step]), float(wd_schedule[step])
-        norm = float(grad_norm)
-        eta, eta_run = progress.report(i + 1, seconds, num_steps - i - 1, len(lr_schedule) - step - 1)
-        stat_text = "  ".join(f"{n} {means[n]:.4f}" for n in PRINTED_STATS if n in means)
-        memory = peak_memory_gib(device)
-        memory_text = f"  mem {memory:.2f}GiB" if memory is not None else ""
-        position = f"[{i + 1:>{len(str(num_steps))}}/{num_steps}]"
-        progress.write(f"Epoch [{epoch}/{epochs}] {position}  eta {eta} (run {eta_run})  "
-                       f"loss {means['loss']:.4f}  {stat_text}  lr {lr:.3e}  wd {wd:.4f}  grad_norm {norm:.3f}  "
-                       f"clips/s {clips_per_s:.1f}  data {data_wait:.3f}s ({data_share:.0%}){memory_text}")
-        if scalar_logger is not None:
-            scalars = {f"train/{n}": v for n, v in means.items()}
-            scalars.update({"train/lr": lr, "train/wd": wd, "train/grad_norm": norm,
-                            "data/bad_videos": metrics.epoch_totals["bad_videos"], "perf/clips_per_s": clips_per_s,
-                            "perf/data_wait_s": data_wait, "perf/data_wait_share": data_share})
-            if memory is not None:
-                scalars["perf/peak_memory_gib"] = memory
-            scalar_logger.log(scalars, step + 1)
+        if log_now:
+            log_interval(metrics, progress, scalar_logger, epoch=epoch, epochs=epochs, done=i + 1,
+                         num_steps=num_steps, step=step, lr_schedule=lr_schedule, wd_schedule=wd_schedule,
+                         grad_norm=grad_norm, device=device)
+        if stop is not None and i + 1 < num_steps and stop():
+            progress.end_epoch()
+            raise EpochInterrupted({"step": i + 1, "metrics": metrics.state_dict()})
 
     progress.end_epoch()
     seconds = metrics.seconds()
@@ -106,8 +98,36 @@ def train_one_epoch(model, data_loader, optimizer, scaler, *, epoch, epochs, sta
             **({"peak_memory_gib": peak_memory_gib(device)} if device.type == "cuda" else {})}
 
 
+def log_interval(metrics, progress, scalar_logger, *, epoch, epochs, done, num_steps, step, lr_schedule, wd_schedule,
+                 grad_norm, device):
+    """The log line and scalars of the interval that ends at step `done` of the epoch (global step `step`)."""
+    means, totals, steps, seconds = metrics.read()
+    check_finite_loss(means["loss"], epoch, done, num_steps, step)
+    clips_per_s = totals["clips"] / seconds
+    data_wait = totals["data_wait_s"] / (steps * metrics.world_size)
+    data_share = totals["data_wait_s"] / metrics.world_size / seconds
+    lr, wd = float(lr_schedule[step]), float(wd_schedule[step])
+    norm = float(grad_norm)
+    eta, eta_run = progress.report(done, seconds, num_steps - done, len(lr_schedule) - step - 1)
+    stat_text = "  ".join(f"{n} {means[n]:.4f}" for n in PRINTED_STATS if n in means)
+    memory = peak_memory_gib(device)
+    memory_text = f"  mem {memory:.2f}GiB" if memory is not None else ""
+    position = f"[{done:>{len(str(num_steps))}}/{num_steps}]"
+    progress.write(f"Epoch [{epoch}/{epochs}] {position}  eta {eta} (run {eta_run})  "
+                   f"loss {means['loss']:.4f}  {stat_text}  lr {lr:.3e}  wd {wd:.4f}  grad_norm {norm:.3f}  "
+                   f"clips/s {clips_per_s:.1f}  data {data_wait:.3f}s ({data_share:.0%}){memory_text}")
+    if scalar_logger is not None:
+        scalars = {f"train/{n}": v for n, v in means.items()}
+        scalars.update({"train/lr": lr, "train/wd": wd, "train/grad_norm": norm,
+                        "data/bad_videos": metrics.epoch_totals["bad_videos"], "perf/clips_per_s": clips_per_s,
+                        "perf/data_wait_s": data_wait, "perf/data_wait_share": data_share})
+        if memory is not None:
+            scalars["perf/peak_memory_gib"] = memory
+        scalar_logger.log(scalars, step + 1)
+
+
 def peak_memory_gib(device):
-    """The most CUDA memory this process's tensors have held since it started, in GiB; None off CUDA."""
+    """The most CUDA memory this process's tensors have held since this epoch started, in GiB; None off CUDA."""
     if device.type != "cuda":
         return None
     return torch.cuda.max_memory_allocated(device) / 2**30

@@ -36,7 +36,7 @@ import user_errors
 import utils
 from checkpoint import load_checkpoint
 from extract_features import build_encoder
-from flags import POSITIVE_INT, HelpFormatter
+from flags import POSITIVE_INT, HelpFormatter, add_device_flag
 from modeling_finetune import MODELS, classifier_config
 from modeling_pretrain import IMAGENET_MEAN, IMAGENET_STD
 from vos_metrics import (SPLITS, VOID, format_table, frame_paths, read_annotations, score_results, sequence_names,
@@ -76,7 +76,7 @@ def get_args_parser():
     cluster.add_argument("--kmeans_restarts", type=POSITIVE_INT, default=10,
                          help="k-means runs per clip from different k-means++ starts; the lowest inertia wins")
     run = parser.add_argument_group("run")
-    run.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"], help="auto: a GPU where there is one")
+    add_device_flag(run)
     run.add_argument("--precision", default=None, choices=sorted(utils.AUTOCAST_DTYPES),
                      help="autocast dtype of the encoder (default: bf16 on a GPU that has it, fp32 on CPU)")
     run.add_argument("--seed", type=int, default=0, help="seeds a random encoder and k-means")

@@ -14,6 +14,7 @@ import argparse
 import os
 
 from checkpoint import is_hub_reference
+from preemption import PREEMPTED_EXIT_STATUS, STOP_SIGNALS
 from utils import AUTOCAST_DTYPES, default_loader_workers
 
 _TRUE = {"true", "1", "yes", "on"}
@@ -121,6 +122,13 @@ def check_paths(args):
             _check_writable(f"--{flag}", path, kind)
 
 
+def check_writable_folder(name, path):
+    """For the tools that write into a folder named by a positional argument or a flag: see check_paths."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(f"{name} {path}: is a file, not a folder")  # a user error, reported in one line
+    _check_writable(name, str(path), "folder")
+
+
 def _check_writable(flag, path, kind):
     """A `kind` ("file" or "folder") at `path` can be written: it is not the other kind, and its nearest
     existing folder (created later, as needed) is a writable folder. Nothing is created here."""
@@ -211,8 +219,7 @@ def parent_parser(name, description, lists, models, training=False, data_sets=No
         _add_optimisation_flags(groups["optimisation"])
 
     run = groups["run"]
-    run.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
-                     help="auto: a GPU where there is one")
+    add_device_flag(run)
     run.add_argument("--precision", default=None, choices=sorted(AUTOCAST_DTYPES),
                      help="autocast dtype, or with DeepSpeed the dtype of its weights (default: bf16 on a GPU that "
                           "has it, fp16 with a loss scaler on older GPUs, fp32 on CPU)")
@@ -223,6 +230,35 @@ def parent_parser(name, description, lists, models, training=False, data_sets=No
     if training:
         _add_logging_and_checkpoint_flags(run)
     return parser, groups
+
+
+def add_pretraining_augmentation_flags(group):
+    """The pretraining clip augmentation (datasets.pretraining_transform): run_sigma_pretraining.py's flags,
+    and visualize_augmentations.py's, so the picture shows what a run with the same flags trains on."""
+    group.add_argument("--augmentation", default="multi_scale_crop", choices=["multi_scale_crop", "resize"],
+                       help="multi-scale corner/centre crops (all published runs) or a plain resize")
+    group.add_argument("--gray_scale_prob", type=FRACTION, default=0.0, help="probability of a grayscale clip")
+
+
+def add_finetuning_augmentation_flags(group):
+    """The fine-tuning clip augmentation (datasets.finetuning_transform): run_class_finetuning.py's flags, and
+    visualize_augmentations.py's. Mixup and cutmix mix the clips of a batch, so they are not among them."""
+    group.add_argument("--aa", default="rand-m7-n4-mstd0.5-inc1",
+                       help="RandAugment policy, the same ops on every frame of a clip; 'none' switches it off")
+    group.add_argument("--train_interpolation", default="bicubic", choices=["bilinear", "bicubic", "random"],
+                       help="RandAugment's resampling")
+    group.add_argument("--horizontal_flip", action=BoolFlag, default=None,
+                       help="random horizontal flips (default: on, except SSV2 and custom lists, where the "
+                            "direction of motion can be the label)")
+    group.add_argument("--reprob", type=FRACTION, default=0.25, help="random erasing probability")
+    group.add_argument("--remode", default="pixel", choices=["const", "rand", "pixel"], help="random erasing fill")
+    group.add_argument("--recount", type=POSITIVE_INT, default=1, help="random erasing boxes per clip")
+
+
+def add_device_flag(group):
+    """--device, for every entry point: parent_parser's, and the tools that need no clip list."""
+    group.add_argument("--device", default="auto", choices=["auto", "cuda", "cpu"],
+                       help="auto: a GPU where there is one")
 
 
 def _add_optimisation_flags(optim):
@@ -252,6 +288,11 @@ def _add_logging_and_checkpoint_flags(run):
     run.add_argument("--resume", default="", help="checkpoint to start from: a path or hf://OWNER/REPO/FILE")
     run.add_argument("--auto_resume", action=BoolFlag, default=True,
                      help="resume from the newest complete checkpoint in --output_dir (before --resume)")
+    run.add_argument("--stop_signals", nargs="*", default=["USR1", "TERM"], choices=STOP_SIGNALS, metavar="SIGNAL",
+                     help=f"signals ({', '.join(STOP_SIGNALS)}) that make the run save where it is, mid-epoch, "
+                          f"and exit with status {PREEMPTED_EXIT_STATUS}, to be continued by the same command: "
+                          "SLURM's warning before the time limit (--signal=USR1@300), a scheduler's SIGTERM; "
+                          "the flag alone: none (default: USR1 TERM)")
     run.add_argument("--print_freq", type=POSITIVE_INT, default=None,
                      help="steps between log lines; also how often losses are read from the GPU and checked "
                           "(default: about every 10 s, calibrated from the first steps; progress.py)")

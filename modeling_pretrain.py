@@ -416,8 +416,9 @@ def pretrain_model_config(args, state_dict=None, log=print):
         args: run_sigma_pretraining.py's arguments, or a checkpoint's `args` (published
             or ours).
         state_dict: the checkpoint's `model` weights; where they show a setting (the
-            number of prototypes, the decoder depth; the encoder depth and MLP ratio
-            where they are not the preset's) they win over `args`, with a logged note.
+            number of prototypes, the decoder depth, the tubelet; the encoder depth, MLP
+            ratio and patch where they are not the preset's) they win over `args`, with a
+            logged note.
         log: where notes go.
     Returns:
         (name, kwargs), e.g. ("pretrain_videomae_base_patch16_224", {"img_size": 224, ...});
@@ -456,8 +457,9 @@ def _settings_in_weights(name, state_dict):
         depths = [int(k.split(".")[2]) for k in state_dict if k.startswith(f"{part}.blocks.")]
         if depths:
             settings[kwarg] = max(depths) + 1
-    if "encoder.patch_embed.proj.weight" in state_dict:
+    if "encoder.patch_embed.proj.weight" in state_dict:  # (D, 3, tubelet, patch, patch)
         settings["patch_size"] = int(state_dict["encoder.patch_embed.proj.weight"].shape[-1])
+        settings["tubelet_size"] = int(state_dict["encoder.patch_embed.proj.weight"].shape[2])
     if "encoder.blocks.0.mlp.fc1.weight" in state_dict:
         hidden, width = state_dict["encoder.blocks.0.mlp.fc1.weight"].shape
         settings["mlp_ratio"] = hidden / width

@@ -25,6 +25,8 @@ TARGET_SECONDS = 10.0
 CALIBRATION_STEPS = 5
 DIAGNOSTIC_EVERY = 10
 SMOOTHING = 0.3
+# The checkpoint key of the run's logging frequency.
+LOG_EVERY_KEY = "log_every"
 
 
 def round_frequency(steps):
@@ -44,10 +46,12 @@ class Progress:
 
     every: --print_freq, or None to calibrate (see the module docstring).
     bar: show a tqdm bar; default: when stdout is a terminal and this is the main process.
+    calibrated: the frequency an earlier part of this run calibrated (its checkpoint's LOG_EVERY_KEY): a
+    resumed run logs at the same steps, and so reads (and rounds) its averages alike.
     """
 
-    def __init__(self, every=None, bar=None, target_seconds=TARGET_SECONDS):
-        self.every = every
+    def __init__(self, every=None, bar=None, target_seconds=TARGET_SECONDS, calibrated=None):
+        self.every = every if every is not None else calibrated
         self.explicit = every is not None
         self.target_seconds = target_seconds
         self.seconds_per_step = None  # the moving average
@@ -55,12 +59,13 @@ class Progress:
         self.bar = None
         self._first_step_end = None
 
-    def start_epoch(self, epoch, num_steps):
-        self.last_logged = 0
+    def start_epoch(self, epoch, num_steps, done=0):
+        """`done`: the steps an interrupted epoch had trained before it was resumed."""
+        self.last_logged = done
         if self.show_bar:
             from tqdm import tqdm  # only on terminals
 
-            self.bar = tqdm(total=num_steps, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
+            self.bar = tqdm(total=num_steps, initial=done, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
 
     def step_done(self, done):
         """After step `done` (1-based) of the epoch."""

@@ -38,6 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, RandomSampler
 
 import dist_utils
+import preemption
 import training_state
 import user_errors
 import utils
@@ -47,11 +48,11 @@ from datasets import CUSTOM_DATASET, DATASET_NUM_CLASSES, build_dataset, check_b
 from engine_for_finetuning import (FeatureDataset, FeatureProbe, VideoMixup, describe_scores, eval_loader,
                                    eval_view_dataset, evaluate, freeze_backbone, gather_outputs, is_sharded,
                                    merge_views, pooled_tokens, run_inference, save_predictions, train_one_epoch)
-from flags import (FRACTION, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, BoolFlag, check_paths, checked,
-                   parent_parser)
+from flags import (FRACTION, NON_NEGATIVE_FLOAT, NON_NEGATIVE_INT, POSITIVE_INT, BoolFlag,
+                   add_finetuning_augmentation_flags, check_paths, checked, parent_parser)
 from modeling_finetune import MODELS, create_classifier, load_pretrained_encoder
 from optim_factory import create_optimizer, scaled_schedules
-from progress import Progress
+from progress import LOG_EVERY_KEY, Progress
 
 # The published few-shot subsets (--examples) draw their videos with this seed.
 EXAMPLES_SEED = 99999
@@ -75,16 +76,7 @@ def get_args_parser():
                            "few-shot settings of SEVERE, e.g. 1000 for UCF101 and Gym99); 0: all")
 
     aug = parser.add_argument_group("training augmentation")
-    aug.add_argument("--aa", default="rand-m7-n4-mstd0.5-inc1",
-                     help="RandAugment policy, the same ops on every frame of a clip; 'none' switches it off")
-    aug.add_argument("--train_interpolation", default="bicubic", choices=["bilinear", "bicubic", "random"],
-                     help="RandAugment's resampling")
-    aug.add_argument("--horizontal_flip", action=BoolFlag, default=None,
-                     help="random horizontal flips (default: on, except SSV2 and custom lists, where the "
-                          "direction of motion can be the label)")
-    aug.add_argument("--reprob", type=FRACTION, default=0.25, help="random erasing probability")
-    aug.add_argument("--remode", default="pixel", choices=["const", "rand", "pixel"], help="random erasing fill")
-    aug.add_argument("--recount", type=POSITIVE_INT, default=1, help="random erasing boxes per clip")
+    add_finetuning_augmentation_flags(aug)
     aug.add_argument("--mixup", type=NON_NEGATIVE_FLOAT, default=0.8, help="mixup alpha (0: off)")
     aug.add_argument("--cutmix", type=NON_NEGATIVE_FLOAT, default=1.0,
                      help="cutmix alpha (0: off); one box through all frames")
@@ -230,7 +222,16 @@ def run(args, env):
         model_ema = ModelEmaV3(classifier, decay=args.model_ema_decay,
                                device=torch.device("cpu") if args.model_ema_force_cpu else None)
     model, optimizer, scaler, input_dtype = data.backend(classifier, optimizer, args, env)
-    start_epoch, max_accuracy = resume(model, classifier, optimizer, scaler, model_ema, args, env)
+    start_epoch, max_accuracy, saved = resume(model, classifier, optimizer, scaler, model_ema, args, env)
+    position = saved.get(preemption.POSITION_KEY)
+    if start_epoch >= args.epochs:
+        # A finished run reports its test instead of testing (and logging) it again; every rank decides alike.
+        tested = dist_utils.broadcast_object(training_state.saved_test_record(args.output_dir) if env.is_main else None)
+        if tested is not None:
+            print(f"nothing to train: {args.output_dir} has finished all {args.epochs} epochs and was tested: top-1 "
+                  f"{tested['test_acc1']:.2f}%, top-5 {tested['test_acc5']:.2f}% on {tested['test_videos']} videos "
+                  f"(log.txt); raise --epochs to train on, or --eval to test again")
+            return
 
     n_parameters = sum(p.numel() for p in classifier.parameters() if p.requires_grad)
     print(utils.describe_run(args))
@@ -238,6 +239,7 @@ def run(args, env):
           f"precision {args.precision}{', DeepSpeed ZeRO stage %d' % args.zero_stage if args.enable_deepspeed else ''}"
           f", {steps_per_epoch} steps per epoch, device {device}")
     scalar_logger = utils.start_records(args, env)
+    training_state.warn_if_little_room_at_start(args.output_dir if args.save_ckpt else "", classifier, env)
 
     mixup_fn, criterion = None, nn.CrossEntropyLoss(label_smoothing=args.smoothing)
     if mixes(args):
@@ -248,40 +250,55 @@ def run(args, env):
         criterion = SoftTargetCrossEntropy()  # the smoothing is in the mixed targets
 
     start_time = time.time()
-    progress = Progress(args.print_freq)
-    for epoch in range(start_epoch, args.epochs):
-        data.start_epoch(epoch)
-        stats = train_one_epoch(
-            model, classifier, criterion, data.train_loader, optimizer, scaler, epoch=epoch, epochs=args.epochs,
-            start_step=epoch * steps_per_epoch, num_steps=steps_per_epoch, update_freq=args.update_freq,
-            lr_schedule=lr_schedule, wd_schedule=wd_schedule, device=device, precision=args.precision,
-            input_dtype=input_dtype, deepspeed=args.enable_deepspeed, mixup_fn=mixup_fn, model_ema=model_ema,
-            clip_grad=args.clip_grad, frozen_backbone=args.linear_probing, num_sample=args.num_sample,
-            max_bad_fraction=args.max_bad_fraction, progress=progress, scalar_logger=scalar_logger)
-        record = {**{f"train_{k}": v for k, v in stats.items()}, "epoch": epoch, "n_parameters": n_parameters}
+    progress = Progress(args.print_freq, calibrated=saved.get(LOG_EVERY_KEY))
+    saving = bool(args.output_dir and args.save_ckpt)
+    with preemption.StopSignal(args.stop_signals if saving else []) as stop:
+        for epoch in range(start_epoch, args.epochs):
+            resumed = data.start_epoch(epoch, position, env)
+            try:
+                stats = train_one_epoch(
+                    model, classifier, criterion, data.train_loader, optimizer, scaler, epoch=epoch,
+                    epochs=args.epochs, start_step=epoch * steps_per_epoch, num_steps=steps_per_epoch,
+                    update_freq=args.update_freq, lr_schedule=lr_schedule, wd_schedule=wd_schedule, device=device,
+                    precision=args.precision, input_dtype=input_dtype, deepspeed=args.enable_deepspeed,
+                    mixup_fn=mixup_fn, model_ema=model_ema, clip_grad=args.clip_grad,
+                    frozen_backbone=args.linear_probing, num_sample=args.num_sample,
+                    max_bad_fraction=args.max_bad_fraction, progress=progress, scalar_logger=scalar_logger,
+                    # A probe on cached features stops at the end of its epoch, a matter of seconds.
+                    stop=stop.agreed if saving and data.saves_every_epoch else None, resumed=resumed)
+            except preemption.EpochInterrupted as interrupted:
+                position = preemption.stopped_position(interrupted.state, epoch, data.train_loader.sampler,
+                                                       args.batch_size * args.update_freq, device)
+                where = save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, None,
+                                         max_accuracy, False, False, progress.every, position=position)
+                raise preemption.preempted(stop, where, epoch, position["step"], steps_per_epoch) from None
+            record = {**{f"train_{k}": v for k, v in stats.items()}, "epoch": epoch, "n_parameters": n_parameters}
 
-        is_best = False
-        if val_set is not None:
-            val = evaluate(data.evaluated(classifier), data.val_loader, device, args.precision, input_dtype,
-                           max_bad_fraction=args.max_bad_fraction)
-            is_best = val["acc1"] > max_accuracy
-            max_accuracy = max(max_accuracy, val["acc1"])
-            print(f"Accuracy of the network on the {val['videos']} val videos: top-1 {val['acc1']:.2f}%, "
-                  f"top-5 {val['acc5']:.2f}%, loss {val['loss']:.4f}; best top-1 {max_accuracy:.2f}%")
-            record.update({f"val_{k}": v for k, v in val.items()})
-            if model_ema is not None:
-                ema = evaluate(data.evaluated(model_ema.module), data.val_loader, device, args.precision)
-                print(f"EMA weights: top-1 {ema['acc1']:.2f}%, top-5 {ema['acc5']:.2f}%")
-                record.update({f"val_ema_{k}": v for k, v in ema.items()})
-            if scalar_logger is not None:
-                scalar_logger.log({"val/acc1": val["acc1"], "val/acc5": val["acc5"], "val/loss": val["loss"]},
-                                  (epoch + 1) * steps_per_epoch)
-        keep = (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs
-        if args.output_dir and args.save_ckpt and (keep or data.saves_every_epoch):
-            save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, record, max_accuracy,
-                             is_best and data.saves_every_epoch, keep)
-        # After the checkpoint, which holds the line too: a kill in between loses it only until the resume.
-        utils.log_epoch(record, args, env)
+            is_best = False
+            if val_set is not None:
+                val = evaluate(data.evaluated(classifier), data.val_loader, device, args.precision, input_dtype,
+                               max_bad_fraction=args.max_bad_fraction)
+                is_best = val["acc1"] > max_accuracy
+                max_accuracy = max(max_accuracy, val["acc1"])
+                print(f"Accuracy of the network on the {val['videos']} val videos: top-1 {val['acc1']:.2f}%, "
+                      f"top-5 {val['acc5']:.2f}%, loss {val['loss']:.4f}; best top-1 {max_accuracy:.2f}%")
+                record.update({f"val_{k}": v for k, v in val.items()})
+                if model_ema is not None:
+                    ema = evaluate(data.evaluated(model_ema.module), data.val_loader, device, args.precision)
+                    print(f"EMA weights: top-1 {ema['acc1']:.2f}%, top-5 {ema['acc5']:.2f}%")
+                    record.update({f"val_ema_{k}": v for k, v in ema.items()})
+                if scalar_logger is not None:
+                    scalar_logger.log({"val/acc1": val["acc1"], "val/acc5": val["acc5"], "val/loss": val["loss"]},
+                                      (epoch + 1) * steps_per_epoch)
+            keep = (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs
+            stopping = epoch + 1 < args.epochs and stop.agreed()  # a signal during the epoch's last step or val
+            if saving and (keep or data.saves_every_epoch or stopping):
+                where = save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, record,
+                                         max_accuracy, is_best and data.saves_every_epoch, keep, progress.every)
+            # After the checkpoint, which holds the line too: a kill in between loses it only until the resume.
+            utils.log_epoch(record, args, env)
+            if stopping:
+                raise preemption.preempted(stop, where, epoch)
 
     print(f"training done: epochs {start_epoch}-{args.epochs - 1} in {(time.time() - start_time) / 60:.1f} min")
     scores = multi_view_test(data.evaluated(classifier), data.test_loader, test_set, args, env, input_dtype)
@@ -318,10 +335,15 @@ class Clips:
             return DistributedDataParallel(classifier, broadcast_buffers=False), optimizer, scaler, None
         return classifier, optimizer, scaler, None
 
-    def start_epoch(self, epoch):
-        # Everything random in an epoch derives from (seed, rank, epoch): data order, augmentations, mixing.
+    def start_epoch(self, epoch, position, env):
+        """Sets up the epoch's draws; returns the engine's state where `position` (preemption.py) continues it."""
         self.train_loader.sampler.set_epoch(epoch)
+        if position is not None and position["epoch"] == epoch:
+            return preemption.restore_rank_position(position, env.rank, env.world_size, self.train_loader.sampler,
+                                                    env.device, "the checkpoint in --output_dir")
+        # Everything random in an epoch derives from (seed, rank, epoch): data order, augmentations, mixing.
         dist_utils.seed_epoch(self.seed, self.rank, epoch, self.train_loader.generator)
+        return None
 
     def evaluated(self, classifier):
         """What evaluation runs, in eval mode."""
@@ -371,8 +393,8 @@ class CachedFeatures:
     def backend(self, classifier, optimizer, args, env):
         return FeatureProbe(classifier), optimizer, utils.grad_scaler(args.precision, env.device), None
 
-    def start_epoch(self, epoch):
-        # The same draws on every rank (rank 0's), as every rank trains the same probe.
+    def start_epoch(self, epoch, position, env):
+        # The same draws on every rank (rank 0's), as every rank trains the same probe. It never stops mid-epoch.
         dist_utils.seed_epoch(self.seed, 0, epoch, self.train_loader.sampler.generator)
 
     def evaluated(self, classifier):
@@ -438,7 +460,8 @@ def start_deepspeed(classifier, optimizer, args):
 
 
 def resume(model, classifier, optimizer, scaler, model_ema, args, env):
-    """Restores the newest complete checkpoint in --output_dir, else --resume; returns (start epoch, best acc1).
+    """Restores the newest complete checkpoint in --output_dir, else --resume; returns (start epoch, best acc1,
+    the checkpoint (DeepSpeed's: its client state) for what else it holds, or {}).
     Resuming from --output_dir also puts its log.txt in step with the checkpoint."""
     if args.enable_deepspeed:
         checkpoint, own_run = training_state.restore_deepspeed(model, args)
@@ -453,28 +476,39 @@ def resume(model, classifier, optimizer, scaler, model_ema, args, env):
                      checkpoint.get("max_accuracy", 0.0))
     if own_run and env.is_main:
         training_state.restore_log(args.output_dir, checkpoint)
-    return start
+    # Any checkpoint of this code continues where it stopped (its position, its logging frequency), as --resume
+    # continues its run.
+    return (*start, checkpoint or {})
 
 
-def save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, record, max_accuracy, is_best, keep):
+def save_checkpoints(model, classifier, optimizer, scaler, model_ema, args, env, record, max_accuracy, is_best, keep,
+                     log_every, position=None):
     """checkpoint-latest.pth every epoch, checkpoint-{epoch}.pth when `keep`, checkpoint-best.pth (weights only)
     at a new best validation top-1; a DeepSpeed run writes DeepSpeed's folders instead (training_state.py).
-    Each holds the epoch's log line `record`."""
-    epoch = record["epoch"]
+    Each holds the epoch's log line `record` and the logging frequency `log_every`. With `position` (preemption.py; record None), the checkpoint of
+    an epoch stopped mid-way instead: checkpoint-latest.pth or DeepSpeed's checkpoint-{epoch}-step{step}/.
+    Returns where the checkpoint went."""
+    epoch = record["epoch"] if position is None else position["epoch"] - 1  # the last complete epoch
+    extra = {training_state.EPOCH_RECORD: record} if position is None else {preemption.POSITION_KEY: position}
+    extra[LOG_EVERY_KEY] = log_every
     if args.enable_deepspeed:
-        client_state = {"epoch": epoch, "max_accuracy": max_accuracy, training_state.EPOCH_RECORD: record}
-        training_state.save_deepspeed(model, args.output_dir, client_state, is_best,
-                                      previous_kept=epoch % args.save_ckpt_freq == 0, is_main=env.is_main)
-        return
-    if not env.is_main:
-        return
-    state = dict(model=classifier.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch,
-                 scaler=scaler.state_dict(), args=args, max_accuracy=max_accuracy,
-                 **{training_state.EPOCH_RECORD: record})
-    if model_ema is not None:
-        state["model_ema"] = model_ema.module.state_dict()
-    best = dict(model=classifier.state_dict(), epoch=epoch, args=args, max_accuracy=max_accuracy) if is_best else None
-    training_state.save(args.output_dir, state, keep, best=best)
+        client_state = {"epoch": epoch, "max_accuracy": max_accuracy, **extra}
+        # The folder of the last complete epoch before this one goes, unless --save_ckpt_freq keeps it.
+        done = epoch if position is not None else epoch - 1
+        superseded = None if (done + 1) % args.save_ckpt_freq == 0 else training_state.DEEPSPEED_TAG.format(done)
+        tag = training_state.DEEPSPEED_TAG.format(epoch) if position is None else \
+            training_state.DEEPSPEED_POSITION_TAG.format(position["epoch"], position["step"])
+        training_state.save_deepspeed(model, args.output_dir, client_state, tag, is_best, superseded, env.is_main)
+        return os.path.join(args.output_dir, tag)
+    if env.is_main:
+        state = dict(model=classifier.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch,
+                     scaler=scaler.state_dict(), args=args, max_accuracy=max_accuracy, **extra)
+        if model_ema is not None:
+            state["model_ema"] = model_ema.module.state_dict()
+        best = dict(model=classifier.state_dict(), epoch=epoch, args=args, max_accuracy=max_accuracy) if is_best \
+            else None
+        training_state.save(args.output_dir, state, keep and position is None, best=best)
+    return os.path.join(args.output_dir, training_state.LATEST_CHECKPOINT)
 
 
 # ---------------------------------------------------------------------------------

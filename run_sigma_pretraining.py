@@ -18,11 +18,16 @@ their logs show. The global batch is --batch_size x --num_sample x processes;
 --lr, --min_lr and --warmup_lr are given per 256 clips and scaled to it. A run
 restarted with the same --output_dir resumes from its newest complete checkpoint.
 """
+import os
 import time
 
+import numpy as np
+import torch
 from torch.nn.parallel import DistributedDataParallel
 
 import dist_utils
+import model_pictures
+import preemption
 import training_state
 import user_errors
 import utils
@@ -30,13 +35,13 @@ from datasets import build_pretraining_dataset, check_bad_fraction, training_loa
 from dino_teacher import DINO_TEACHERS
 from encoder_geometry import checkpoint_geometry
 from engine_for_pretraining import train_one_epoch
-from flags import (FRACTION, NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_INTERVAL_OPEN, BoolFlag, check_paths,
-                   parent_parser)
-from masking_generator import MASK_GENERATORS
+from flags import (NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, UNIT_INTERVAL_OPEN, BoolFlag,
+                   add_pretraining_augmentation_flags, check_paths, parent_parser)
+from masking_generator import MASK_GENERATORS, build_masking_generator
 from modeling_pretrain import (ARCHITECTURE_ARGS, LOSS_FUNCS, MODELS, TARGET_TYPES, TEACHER_PRECISIONS,
                                create_pretrain_model, pretrain_model_config)
 from optim_factory import create_optimizer, scaled_schedules
-from progress import Progress
+from progress import LOG_EVERY_KEY, Progress
 
 
 def get_args_parser():
@@ -47,9 +52,7 @@ def get_args_parser():
         drop_path=0.0, patch_size=16, epochs=801, opt_betas=[0.9, 0.95], lr=1.5e-4, min_lr=1e-5, warmup_lr=0.0, warmup_epochs=40,
         save_ckpt_freq=20, run_name="sigma_pretrain")
     data = groups["data"]
-    data.add_argument("--augmentation", default="multi_scale_crop", choices=["multi_scale_crop", "resize"],
-                      help="multi-scale corner/centre crops (all published runs) or a plain resize")
-    data.add_argument("--gray_scale_prob", type=FRACTION, default=0.0, help="probability of a grayscale clip")
+    add_pretraining_augmentation_flags(data)
 
     masking = parser.add_argument_group("masking")
     masking.add_argument("--mask_type", default="tube", choices=sorted(MASK_GENERATORS),
@@ -96,6 +99,10 @@ def get_args_parser():
                             "model first learns the clusters of a fixed random projection (published: 0)")
 
     optim = groups["optimisation"]
+    groups["run"].add_argument(
+        "--log_images_every", type=NON_NEGATIVE_INT, default=0,
+        help="every N epochs, draw what the model predicts for the first video of the list (validation view, a "
+             "fixed mask) into TensorBoard, as run_videomae_vis.py draws it (0: never)")
     optim.add_argument("--compile", action=BoolFlag, default=False,
                        help="torch.compile the model: fused kernels, faster steps after a compilation of minutes")
     optim.add_argument("--steps_per_epoch", type=POSITIVE_INT, default=None,
@@ -161,10 +168,12 @@ def train(args, env):
     optimizer = create_optimizer(args, model_without_ddp, device)
     scaler = utils.grad_scaler(args.precision, device)
 
-    start_epoch = 0
+    start_epoch, position = 0, None
     if checkpoint is not None:
         start_epoch = training_state.restore(checkpoint, path, model_without_ddp, optimizer, scaler, own_run)
         training_state.report_changed_settings(checkpoint.get("args"), args)
+        if own_run:
+            position = checkpoint.get(preemption.POSITION_KEY)  # stopped mid-epoch: continue where it was
         if own_run and env.is_main:
             training_state.restore_log(args.output_dir, checkpoint)
 
@@ -173,34 +182,65 @@ def train(args, env):
     print(f"model {args.model}: {n_parameters / 1e6:.2f}M trained parameters, token grid {args.window_size}, "
           f"precision {args.precision}, {steps_per_epoch} steps per epoch, device {device}")
     scalar_logger = utils.start_records(args, env)
+    training_state.warn_if_little_room_at_start(args.output_dir, model_without_ddp, env)
 
+    # Without a TensorBoard folder no rank would write them: none is drawn.
+    pictured = picture_clip(dataset, args, device) if args.log_images_every and args.log_dir else None
     frozen = frozen_at_start(model_without_ddp, args)
     start_time = time.time()
-    progress = Progress(args.print_freq)
-    for epoch in range(start_epoch, args.epochs):
-        # Everything random in an epoch derives from (seed, rank, epoch): data order,
-        # augmentations, masks.
-        loader.sampler.set_epoch(epoch)
-        dist_utils.seed_epoch(args.seed, env.rank, epoch, loader.generator)
-        model_without_ddp.queue_active = epoch >= args.queue_start_epoch
-        stats = train_one_epoch(
-            model, loader, optimizer, scaler, epoch=epoch, epochs=args.epochs,
-            start_step=epoch * steps_per_epoch, num_steps=steps_per_epoch, lr_schedule=lr_schedule,
-            wd_schedule=wd_schedule, device=device, precision=args.precision, clip_grad=args.clip_grad,
-            progress=progress, scalar_logger=scalar_logger, frozen=frozen)
-        # Before saving: an epoch trained on too many substitutes for bad videos is not kept, so the rerun
-        # after the fix trains it again. The counts are global, so every rank decides alike.
-        check_bad_fraction(stats["bad_videos"], stats["clips"] // args.num_sample, args.max_bad_fraction,
-                           where=f"in epoch {epoch}")
-        record = {**{f"train_{k}": v for k, v in stats.items()}, "epoch": epoch, "n_parameters": n_parameters}
-        if env.is_main and args.output_dir:
-            numbered = (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs
-            state = dict(model=model_without_ddp.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch,
-                         scaler=scaler.state_dict(), args=args, step=(epoch + 1) * steps_per_epoch,
-                         **{training_state.EPOCH_RECORD: record})
-            training_state.save(args.output_dir, state, numbered)
-        # After the checkpoint: a kill in between loses this line only until the resume restores it.
-        utils.log_epoch(record, args, env)
+    progress = Progress(args.print_freq, calibrated=checkpoint.get(LOG_EVERY_KEY) if own_run else None)
+    with preemption.StopSignal(args.stop_signals if args.output_dir else []) as stop:
+        for epoch in range(start_epoch, args.epochs):
+            loader.sampler.set_epoch(epoch)
+            model_without_ddp.queue_active = epoch >= args.queue_start_epoch
+            resumed = None
+            if position is not None and position["epoch"] == epoch:
+                resumed = preemption.restore_rank_position(position, env.rank, env.world_size, loader.sampler,
+                                                           device, path)
+            else:
+                # Everything random in an epoch derives from (seed, rank, epoch): data order, augmentations, masks.
+                dist_utils.seed_epoch(args.seed, env.rank, epoch, loader.generator)
+            try:
+                stats = train_one_epoch(
+                    model, loader, optimizer, scaler, epoch=epoch, epochs=args.epochs,
+                    start_step=epoch * steps_per_epoch, num_steps=steps_per_epoch, lr_schedule=lr_schedule,
+                    wd_schedule=wd_schedule, device=device, precision=args.precision, clip_grad=args.clip_grad,
+                    progress=progress, scalar_logger=scalar_logger, frozen=frozen,
+                    stop=stop.agreed if args.output_dir else None, resumed=resumed)
+            except preemption.EpochInterrupted as interrupted:
+                position = preemption.stopped_position(interrupted.state, epoch, loader.sampler, args.batch_size,
+                                                       device)
+                if env.is_main:
+                    # Its epoch is the last complete one; the position says how far the next one went.
+                    state = dict(model=model_without_ddp.state_dict(), optimizer=optimizer.state_dict(),
+                                 epoch=epoch - 1, scaler=scaler.state_dict(), args=args,
+                                 step=epoch * steps_per_epoch + position["step"],
+                                 **{preemption.POSITION_KEY: position, LOG_EVERY_KEY: progress.every})
+                    training_state.save(args.output_dir, state, numbered=False)
+                raise preemption.preempted(stop, os.path.join(args.output_dir, training_state.LATEST_CHECKPOINT),
+                                           epoch, position["step"], steps_per_epoch) from None
+            # Before saving: an epoch trained on too many substitutes for bad videos is not kept, so the rerun
+            # after the fix trains it again. The counts are global, so every rank decides alike.
+            check_bad_fraction(stats["bad_videos"], stats["clips"] // args.num_sample, args.max_bad_fraction,
+                               where=f"in epoch {epoch}")
+            record = {**{f"train_{k}": v for k, v in stats.items()}, "epoch": epoch, "n_parameters": n_parameters}
+            if env.is_main and args.output_dir:
+                numbered = (epoch + 1) % args.save_ckpt_freq == 0 or epoch + 1 == args.epochs
+                state = dict(model=model_without_ddp.state_dict(), optimizer=optimizer.state_dict(), epoch=epoch,
+                             scaler=scaler.state_dict(), args=args, step=(epoch + 1) * steps_per_epoch,
+                             **{training_state.EPOCH_RECORD: record, LOG_EVERY_KEY: progress.every})
+                training_state.save(args.output_dir, state, numbered)
+            # After the checkpoint: a kill in between loses this line only until the resume restores it.
+            utils.log_epoch(record, args, env)
+            if pictured is not None and ((epoch + 1) % args.log_images_every == 0 or epoch + 1 == args.epochs):
+                # Every rank draws (Sinkhorn all-reduces over the ranks; the copies agree), the main one writes.
+                picture, _, _ = model_pictures.clip_picture(model_without_ddp, *pictured)
+                if scalar_logger is not None:
+                    scalar_logger.log_image("pictures/" + ("reconstruction" if args.loss_func == "L2" else "prototypes"),
+                                            np.asarray(picture), epoch + 1)
+            if epoch + 1 < args.epochs and stop.agreed():  # a signal during the epoch's last step
+                raise preemption.preempted(stop, os.path.join(args.output_dir, training_state.LATEST_CHECKPOINT),
+                                           epoch)
 
     minutes = (time.time() - start_time) / 60
     if start_epoch < args.epochs:
@@ -211,6 +251,15 @@ def train(args, env):
         print(f"checkpoints and log.txt in {args.output_dir}")
     if scalar_logger is not None:
         scalar_logger.close()
+
+
+def picture_clip(dataset, args, device):
+    """(video on device, mask) that --log_images_every draws at every such epoch: the validation view of the
+    first video of the list under a mask of the run's kind, seeded by --seed, so the pictures compare."""
+    video = model_pictures.read_view(dataset.clips[0][0], args.num_frames, args.sampling_rate, args.input_size)
+    generator = build_masking_generator(args.mask_type, args.window_size, args.mask_ratio,
+                                        rng=np.random.default_rng(args.seed))
+    return video.to(device), torch.from_numpy(generator())
 
 
 def frozen_at_start(model, args):

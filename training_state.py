@@ -8,6 +8,9 @@ Files in --output_dir:
   truncated), so resuming never meets a half-written newest file.
   The numbered file is written once: checkpoint-latest.pth is then a second name of it
   (a hard link, or a copy where the filesystem has none).
+- A run stopped on a signal mid-epoch (preemption.py) writes checkpoint-latest.pth with
+  `position` (POSITION_KEY): its `epoch` is the last complete one, the position says how
+  far the next went; the atomic write keeps the previous file until it is complete.
 - checkpoint-best.pth: the weights of the best validation top-1 (fine-tuning).
 - log.txt: one JSON line per finished epoch. Each checkpoint also holds its epoch's line
   (`epoch_record`), written to log.txt only after the checkpoint is complete; resuming
@@ -15,7 +18,10 @@ Files in --output_dir:
   any moment loses no line and repeats none.
 - With DeepSpeed (fine-tuning), DeepSpeed's folders checkpoint-{epoch}/ and
   checkpoint-best/ instead, the newest named by DeepSpeed's `latest` file; ZeRO 1/2
-  keep the whole weights in each folder's DEEPSPEED_MODEL_FILE.
+  keep the whole weights in each folder's DEEPSPEED_MODEL_FILE. Stopped mid-epoch:
+  checkpoint-{epoch}-step{step}/, with the position in DeepSpeed's client state.
+- Before every save the room for it is checked, and a full disk ends the run in one
+  line naming the intact previous checkpoint (disk_space.py).
 
 Where a run starts (:func:`find_start`): the newest complete checkpoint in
 --output_dir (the run's own), else --resume (a checkpoint of another run, a released
@@ -26,6 +32,7 @@ Every file is read weights-only (checkpoint.py); DeepSpeed's own files too, thro
 anything else is refused, naming it, also when it lies in --output_dir: a checkpoint
 that could run code is no torn file to skip silently.
 """
+import contextlib
 import json
 import os
 import re
@@ -36,7 +43,11 @@ import torch
 import dist_utils
 from checkpoint import (CheckpointError, UnsafeCheckpointError, link_atomic, load_checkpoint,
                         remove_stale_temporaries, save_checkpoint_atomic, save_text_atomic)
+from disk_space import (NoSpaceError, check_room, is_no_space, no_space, size_on_disk, tensor_bytes,
+                        warn_if_little_room)
 from optim_factory import uses_weight_decay
+from preemption import POSITION_KEY
+from user_errors import UserValueError
 from utils import LOG_FILE
 
 LATEST_CHECKPOINT = "checkpoint-latest.pth"
@@ -49,6 +60,12 @@ DEEPSPEED_TAG = "checkpoint-{}"
 DEEPSPEED_BEST_TAG = "checkpoint-best"
 DEEPSPEED_LATEST = "latest"
 DEEPSPEED_MODEL_FILE = "mp_rank_00_model_states.pt"
+# The folder of a DeepSpeed checkpoint written mid-epoch: epoch, then the steps of it trained.
+DEEPSPEED_POSITION_TAG = "checkpoint-{}-step{}"
+DEEPSPEED_POSITION_NAME = re.compile(r"checkpoint-\d+-step\d+")
+# A DeepSpeed checkpoint's size over its weights' before the first one: fp32 master weights and AdamW's two
+# moments (3 x 4 bytes) beside the 2-byte weights per parameter.
+DEEPSPEED_BYTES_PER_WEIGHT_BYTE = 7
 # The checkpoint key of the epoch's log.txt line.
 EPOCH_RECORD = "epoch_record"
 # Files whose atomic writes may leave temporaries in --output_dir: every checkpoint-*.pth, log.txt.
@@ -65,28 +82,77 @@ class OptimizerStateMismatchError(ValueError):
 
 def save(output_dir, state, numbered, best=None):
     """Writes `state` to checkpoint-latest.pth and, if `numbered`, to checkpoint-{epoch}.pth (written
-    once, linked as latest); `best`, if given, to checkpoint-best.pth."""
+    once, linked as latest); `best`, if given, to checkpoint-best.pth. Without room for them (checked
+    first, against the last checkpoint's size), raises disk_space.NoSpaceError; the previous files stay."""
     latest = os.path.join(output_dir, LATEST_CHECKPOINT)
-    if numbered:
-        path = os.path.join(output_dir, f"checkpoint-{state['epoch']}.pth")
-        save_checkpoint_atomic(state, path)
-        link_atomic(path, latest)
-    else:
-        save_checkpoint_atomic(state, latest)
-    if best is not None:
-        save_checkpoint_atomic(best, os.path.join(output_dir, BEST_CHECKPOINT))
+    path = os.path.join(output_dir, f"checkpoint-{state['epoch']}.pth") if numbered else latest
+    intact = latest if os.path.exists(latest) else None
+    needed = size_on_disk(latest) if intact else tensor_bytes(state)
+    needed += tensor_bytes(best) if best is not None else 0
+    with no_space_is_one_line(path, needed, output_dir, intact):
+        if numbered:
+            save_checkpoint_atomic(state, path)
+            link_atomic(path, latest)
+        else:
+            save_checkpoint_atomic(state, latest)
+        if best is not None:
+            save_checkpoint_atomic(best, os.path.join(output_dir, BEST_CHECKPOINT))
 
 
-def save_deepspeed(engine, output_dir, client_state, is_best, previous_kept, is_main):
-    """A DeepSpeed engine's checkpoint-{epoch}/ (every rank writes its part) and, at a new best,
-    checkpoint-best/; the previous epoch's folder is removed unless it is one to keep."""
-    epoch = client_state["epoch"]
-    engine.save_checkpoint(output_dir, tag=DEEPSPEED_TAG.format(epoch), client_state=client_state)
-    if is_best:
-        engine.save_checkpoint(output_dir, tag=DEEPSPEED_BEST_TAG, client_state=client_state, save_latest=False)
-    previous = os.path.join(output_dir, DEEPSPEED_TAG.format(epoch - 1))
-    if is_main and not previous_kept and os.path.isdir(previous):
-        shutil.rmtree(previous)
+def warn_if_little_room_at_start(output_dir, model, env):
+    """On the main rank, a warning when fewer than two checkpoints fit in `output_dir`: checkpoints of the
+    last one's size, else of the weights and AdamW's two moments."""
+    if not (env.is_main and output_dir):
+        return
+    latest, size = os.path.join(output_dir, LATEST_CHECKPOINT), 3 * tensor_bytes(model.state_dict())
+    if os.path.isfile(latest):
+        size = size_on_disk(latest)
+    elif os.path.isfile(os.path.join(output_dir, DEEPSPEED_LATEST)):
+        with open(os.path.join(output_dir, DEEPSPEED_LATEST)) as f:
+            size = size_on_disk(os.path.join(output_dir, f.read().strip())) or size
+    warn_if_little_room(output_dir, size)
+
+
+@contextlib.contextmanager
+def no_space_is_one_line(what, needed, directory, intact):
+    """Checks for room first, and turns an ENOSPC raised by the block into the same NoSpaceError."""
+    check_room(what, needed, directory, intact)
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        if not is_no_space(error):
+            raise
+        raise no_space(what, needed, directory, intact) from None
+
+
+def save_deepspeed(engine, output_dir, client_state, tag, is_best, superseded, is_main):
+    """A DeepSpeed engine's checkpoint folder `tag` (every rank writes its part; DeepSpeed's `latest` names
+    it once complete) and, at a new best, checkpoint-best/; then the folder `superseded` (None: keep) and any
+    earlier mid-epoch folder are removed."""
+    latest = os.path.join(output_dir, DEEPSPEED_LATEST)
+    intact = None
+    if os.path.isfile(latest):
+        with open(latest) as f:
+            intact = os.path.join(output_dir, f.read().strip())
+    needed = size_on_disk(intact) if intact else \
+        DEEPSPEED_BYTES_PER_WEIGHT_BYTE * tensor_bytes(engine.module.state_dict())
+    folder = os.path.join(output_dir, tag)
+    try:
+        with no_space_is_one_line(folder + os.sep, needed, output_dir, intact):
+            engine.save_checkpoint(output_dir, tag=tag, client_state=client_state)
+            if is_best:
+                engine.save_checkpoint(output_dir, tag=DEEPSPEED_BEST_TAG, client_state=client_state,
+                                       save_latest=False)
+    except NoSpaceError:
+        if is_main and os.path.isdir(folder) and folder != intact:
+            shutil.rmtree(folder)  # DeepSpeed writes in place: a torn folder, which `latest` does not name
+        raise
+    if is_main:
+        stale = [superseded] if superseded else []
+        stale += [name for name in os.listdir(output_dir) if DEEPSPEED_POSITION_NAME.fullmatch(name) and name != tag]
+        for name in stale:
+            if os.path.isdir(os.path.join(output_dir, name)):
+                shutil.rmtree(os.path.join(output_dir, name))
 
 
 # ---------------------------------------------------------------------------------
@@ -177,6 +243,24 @@ def restore_log(output_dir, checkpoint):
         save_text_atomic("".join(kept), path)
 
 
+def saved_test_record(output_dir):
+    """The test-score line (``test_acc1`` and friends) that a finished run appended to OUTPUT_DIR/log.txt after
+    its last epoch's line, or None (not tested yet: killed during the test, or never finished)."""
+    path = os.path.join(output_dir, LOG_FILE)
+    if not output_dir or not os.path.isfile(path):
+        return None
+    record = None
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                parsed = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict):
+                record = parsed if "test_acc1" in parsed else None if "epoch" in parsed else record
+    return record
+
+
 def find_start(args, env):
     """(path, checkpoint, own_run) a run starts from, else (None, None, False).
 
@@ -230,6 +314,23 @@ def deepspeed_weights(folder):
 # Restoring
 # ---------------------------------------------------------------------------------
 
+class WeightMismatchError(UserValueError):
+    """A checkpoint's weights do not fit the model: other tensors, or other shapes (the model flags differ)."""
+
+
+def check_weight_shapes(state, model, source):
+    """Raises WeightMismatchError naming the first tensor of `state` whose shape differs from the model's, both
+    shapes and how many others differ: a user error (the model flags do not match the checkpoint), one line."""
+    own = model.state_dict()
+    wrong = [(key, tuple(value.shape), tuple(own[key].shape)) for key, value in state.items()
+             if key in own and hasattr(value, "shape") and value.shape != own[key].shape]
+    if wrong:
+        key, saved, expected = wrong[0]
+        others = f" (and {len(wrong) - 1} more tensors)" if len(wrong) > 1 else ""
+        raise WeightMismatchError(f"{source}: tensor {key} has shape {saved} in the checkpoint but {expected} in this "
+                               f"model{others}; check --model and the model flags against the checkpoint's args")
+
+
 def restore(checkpoint, source, model, optimizer, scaler, own_run=True, model_ema=None):
     """Loads model, optimiser, loss-scaler (and EMA) state from a training checkpoint; returns the next epoch.
 
@@ -242,10 +343,11 @@ def restore(checkpoint, source, model, optimizer, scaler, own_run=True, model_em
     where they do not fit, training goes on with fresh moments and says so, since the
     weights alone are a valid starting point.
     """
+    check_weight_shapes(checkpoint["model"], model, source)
     try:
         model.load_state_dict(checkpoint["model"], strict=True)
-    except RuntimeError as error:
-        raise RuntimeError(f"{source}: the checkpoint's weights do not fit this model; "
+    except RuntimeError as error:  # missing or unexpected tensors: reported on one line, each list joined
+        raise WeightMismatchError(f"{source}: the checkpoint's weights do not fit this model; "
                            f"check --model and the model flags against its args.\n{error}") from None
     if not own_run:
         try:
@@ -274,7 +376,11 @@ def restore(checkpoint, source, model, optimizer, scaler, own_run=True, model_em
             raise ValueError(f"{source} has no model_ema weights: resume without --model_ema, or from a run with it")
         model_ema.module.load_state_dict(checkpoint["model_ema"])
     start_epoch = int(checkpoint["epoch"]) + 1
-    print(f"resumed from {source} (epoch {checkpoint['epoch']} done); continuing at epoch {start_epoch}")
+    position = checkpoint.get(POSITION_KEY)
+    if position is not None and own_run:
+        print(f"resumed from {source}: epoch {start_epoch} stopped after step {position['step']}, continuing there")
+    else:
+        print(f"resumed from {source} (epoch {checkpoint['epoch']} done); continuing at epoch {start_epoch}")
     return start_epoch
 
 

@@ -11,14 +11,16 @@ The user errors are :class:`UserError` and its subclasses (datasets.BadDataError
 clip_lists.ClipListError, ...), checkpoint.CheckpointError and its subclasses, and
 FileNotFoundError, NotADirectoryError and PermissionError: every path the scripts open
 comes from the command line. checkpoint.py stays file I/O that imports nothing of the
-project, so its errors are named here rather than derived from UserError; this module
-imports only it, so every module may import this one.
+project, so its errors are named here rather than derived from UserError, as is
+preemption.PositionMismatchError; this module imports only those two, so every module
+may import this one.
 """
 import contextlib
 import os
 import sys
 
 from checkpoint import CheckpointError
+from preemption import PositionMismatchError
 
 DEBUG_VARIABLE = "SIGMA_DEBUG"
 USAGE_EXIT_STATUS = 2  # argparse's status for a bad command line
@@ -32,7 +34,8 @@ class UserValueError(UserError, ValueError):
     """A value the user gave that cannot be used (still a ValueError for callers that catch those)."""
 
 
-USER_ERRORS = (UserError, CheckpointError, FileNotFoundError, NotADirectoryError, PermissionError)
+USER_ERRORS = (UserError, CheckpointError, PositionMismatchError, FileNotFoundError, NotADirectoryError,
+               PermissionError)
 
 
 def debugging():

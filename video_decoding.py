@@ -18,6 +18,7 @@ the caller (``None``), which decodes it the exact way.
 """
 import contextlib
 import os
+import re
 import sys
 
 import av
@@ -42,6 +43,18 @@ def native_stderr_silenced():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+# decord's C++ checks prefix their messages with "[12:34:56] /path/to/file.cc:292: " and "Check failed: EXPR
+# (A vs. B) ": where the code failed, not what is wrong with the video.
+_DECORD_NOISE = re.compile(r"\[\d\d:\d\d:\d\d\] \S+:\d+: |Check failed: .*?\(-?\d+ vs\. -?\d+\) |Thread worker: |ERROR ")
+
+
+def decoder_message(error):
+    """What a decoder's exception says about the video, on one line, without decord's source locations."""
+    lines = str(error).strip().splitlines()
+    text = _DECORD_NOISE.sub("", lines[0]).strip() if lines else ""
+    return text or type(error).__name__
 
 
 class BadVideoError(Exception):
@@ -75,7 +88,7 @@ def decode_sampled_frames(path, indices, short_side):
     try:
         container = av.open(path)
     except Exception as error:  # av.error.FFmpegError and its OSError subclasses
-        raise BadVideoError(path, f"cannot open: {error}") from None
+        raise BadVideoError(path, f"cannot open: {decoder_message(error)}") from None
     try:
         stream = container.streams.video[0] if container.streams.video else None
         if stream is None or not stream.frames or not stream.average_rate:
@@ -85,7 +98,7 @@ def decode_sampled_frames(path, indices, short_side):
         size = _converted_size(stream.codec_context.height, stream.codec_context.width, short_side)
         frames = _decode(container, stream, wanted, size)
     except av.error.FFmpegError as error:
-        raise BadVideoError(path, f"cannot decode frames: {error}") from None
+        raise BadVideoError(path, f"cannot decode frames: {decoder_message(error)}") from None
     finally:
         container.close()
     if frames is None:

@@ -14,8 +14,9 @@ the centre crop), at the checkpoint's clip size.
 
 Writes OUTPUT_DIR/prototype_<k>.png per prototype: a grid of the first patch of the
 --top most similar tubes, best first, each beside its frame with the patch outlined
-and captioned with video, frame, position and score; and OUTPUT_DIR/index.html showing
-them all. By default the prototypes shown are the --most_used ones: those that are the
+and captioned with video, frame, position and score, outlined in the prototype's colour
+(the colour run_videomae_vis.py paints its tubes in); and OUTPUT_DIR/index.html showing
+them all, linking run_videomae_vis.py's predictions.html when that is in the same folder. By default the prototypes shown are the --most_used ones: those that are the
 best match of the most tubes.
 """
 import argparse
@@ -27,14 +28,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from checkpoint import checkpoint_state_dict, load_checkpoint
 from clip_lists import read_clip_list, resolve_clip_list
 from datasets import CUSTOM_DATASET
 from engine_for_finetuning import eval_view_dataset
 from flags import POSITIVE_INT, HelpFormatter
 from masking_generator import mask_indices
-from modeling_pretrain import IMAGENET_MEAN, IMAGENET_STD, create_pretrain_model, pretrain_model_config
-from user_errors import run_main
+from model_pictures import PREDICTIONS_PAGE, clip_pixels, load_pretraining_model, prototype_colour
+from user_errors import UserValueError, run_main
 
 # The mask ratio of a checkpoint that does not record one: the published runs' 0.9.
 DEFAULT_MASK_RATIO = 0.9
@@ -73,16 +73,11 @@ def prototype_list(text):
 
 def load_sigma_model(reference, teacher_weights=None):
     """(model in eval mode, checkpoint args) of a SIGMA pretraining checkpoint; an error if it has no prototypes."""
-    checkpoint = load_checkpoint(reference)
-    state = checkpoint_state_dict(checkpoint)
-    if "prototypes" not in state:
-        raise ValueError(f"--finetune {reference}: no prototypes in this checkpoint (a VideoMAE / L2 run, or a "
-                         "fine-tuned classifier); prototypes belong to SIGMA pretraining checkpoints")
-    args = checkpoint.get("args")
-    name, kwargs = pretrain_model_config(args, state)
-    model = create_pretrain_model(name, teacher_weights=teacher_weights, **kwargs)
-    model.load_state_dict(state, strict=True)
-    return model.eval(), args
+    model, checkpoint = load_pretraining_model(reference, teacher_weights)
+    if model.loss_func != "SWAV":
+        raise UserValueError(f"--finetune {reference}: no prototypes in this checkpoint (a VideoMAE / L2 run); "
+                             "prototypes belong to SIGMA pretraining checkpoints")
+    return model, checkpoint.get("args")
 
 
 @torch.no_grad()
@@ -126,12 +121,6 @@ def top_tubes(scores, prototype, top):
     return scores[:, prototype].topk(min(top, len(scores))).indices.tolist()
 
 
-def to_pixels(video):
-    """An ImageNet-normalised clip (3, T, H, W) -> uint8 (T, H, W, 3)."""
-    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1, 1)
-    return ((video * std + mean).clamp(0, 1) * 255).round().byte().permute(1, 2, 3, 0).numpy()
-
-
 def draw_prototype(prototype, tubes, clips, grid, patch, tubelet, names):
     """The picture of one prototype: for each (clip index, token index, score) in `tubes`, the first
     patch of the tube enlarged beside its frame with the patch outlined, in COLUMNS columns."""
@@ -139,7 +128,9 @@ def draw_prototype(prototype, tubes, clips, grid, patch, tubelet, names):
     cell_width, caption = 2 * CELL + 8, 14
     sheet = Image.new("RGB", (COLUMNS * cell_width, 20 + rows * (CELL + caption + 6)), "white")
     draw = ImageDraw.Draw(sheet)
-    draw.text((4, 4), f"prototype {prototype}: the {len(tubes)} most similar tubes, best first", fill="black")
+    colour = prototype_colour(prototype)  # run_videomae_vis.py's tube maps paint this prototype's tubes so
+    draw.rectangle([4, 5, 14, 15], fill=colour)
+    draw.text((18, 4), f"prototype {prototype}: the {len(tubes)} most similar tubes, best first", fill="black")
     _, height, width = grid
     for rank, (clip_index, token, score) in enumerate(tubes):
         t, rest = divmod(token, height * width)
@@ -152,7 +143,7 @@ def draw_prototype(prototype, tubes, clips, grid, patch, tubelet, names):
         sheet.paste(Image.fromarray(frame).resize((round(frame.shape[1] * scale), CELL), Image.BILINEAR),
                     (x + CELL + 2, y))
         box = [x + CELL + 2 + column * patch * scale, y + row * patch * scale]
-        draw.rectangle(box + [box[0] + patch * scale - 1, box[1] + patch * scale - 1], outline="red", width=2)
+        draw.rectangle(box + [box[0] + patch * scale - 1, box[1] + patch * scale - 1], outline=colour, width=2)
         draw.text((x, y + CELL + 1), f"{names[clip_index]} f{t * tubelet} ({row},{column}) {score:.2f}",
                   fill="black")
     return sheet
@@ -161,6 +152,9 @@ def draw_prototype(prototype, tubes, clips, grid, patch, tubelet, names):
 def write_index(output_dir, pictures, source):
     lines = ["<!doctype html><meta charset='utf-8'><title>SIGMA prototypes</title>",
              f"<h1>Prototypes of {html.escape(source)}</h1>"]
+    if (output_dir / PREDICTIONS_PAGE).exists():
+        lines.append(f"<p>The prototypes a model predicts for masked tubes (run_videomae_vis.py): "
+                     f"<a href='{PREDICTIONS_PAGE}'>{PREDICTIONS_PAGE}</a></p>")
     for prototype, path in pictures:
         lines.append(f"<h2>prototype {prototype}</h2><img src='{html.escape(path.name)}' "
                      f"alt='the tubes most similar to prototype {prototype}'>")
@@ -186,7 +180,7 @@ def visualize(args):
     if any(p >= num_prototypes for p in chosen):
         raise ValueError(f"--prototypes {args.prototypes}: the checkpoint has {num_prototypes} prototypes")
     tokens = len(scores[0])
-    pixels = [to_pixels(video) for video in videos]
+    pixels = [clip_pixels(video) for video in videos]
     names = [Path(path).stem for path, _ in clips]
     args.output_dir.mkdir(parents=True, exist_ok=True)
     result, pictures = {}, []

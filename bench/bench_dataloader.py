@@ -22,6 +22,7 @@ It checks that both produce the same clips (up to rounding) before it prints the
 
     python bench/bench_dataloader.py                 # about a minute on 2 cores
     python bench/bench_dataloader.py --clips 200 --keyint 32
+    python bench/bench_dataloader.py --decoders      # PyAV (ours), decord, torchcodec: the same files
 """
 import argparse
 import json
@@ -168,6 +169,144 @@ class OurPipeline(Pipeline):
         return frames if frames is not None else decode_frames(path, indices)
 
 
+# ---- decoders compared on the same files: PyAV (ours), decord, torchcodec ------------------------------
+
+def torchcodec_decode(device="cpu"):
+    """A decode(path, indices) with torchcodec (approximate seek mode: frame positions from the header, no
+    scan of the file; one FFmpeg thread, as a loader worker), or the one-line reason it cannot run here.
+    torchcodec loads the system's FFmpeg libraries (4 to 8), which pip does not install (INSTALL.md)."""
+    try:
+        from torchcodec.decoders import VideoDecoder
+    except ImportError as error:
+        return None, f"torchcodec not installed ({error})"
+
+    def decode(path, indices):
+        decoder = VideoDecoder(path, seek_mode="approximate", num_ffmpeg_threads=1, dimension_order="NHWC",
+                               device=device)
+        wanted = [int(i) for i in indices(decoder.metadata.num_frames)]
+        return decoder.get_frames_at(wanted).data
+    return decode, None
+
+
+def ours_decode(path, indices):
+    """datasets.VideoPretrainingDataset's decoding: video_decoding.py (PyAV), decord where it declines."""
+    frames = decode_sampled_frames(path, indices, PretrainingAugmentation(224).decode_short_side)
+    return frames if frames is not None else decode_frames(path, indices)
+
+
+def decoders(cuda):
+    """{name: decode function or the reason it is unavailable}."""
+    table = {"pyav (ours)": ours_decode, "decord": decode_frames}
+    for device in ("cpu", "cuda") if cuda else ("cpu",):
+        decode, reason = torchcodec_decode(device)
+        table[f"torchcodec {device}"] = decode or reason
+    return table
+
+
+def time_decoders(paths, clips, table, seed=0):
+    """{name: (ms per clip of decoding, ms per clip of the rest of the worker's work)} for the callable entries
+    of `table`, alternating clip by clip on the same files, start frames and crops. Also the largest frame
+    difference of each against decord's frames (0: bit for bit)."""
+    augment = PretrainingAugmentation(224, "multi_scale_crop")
+    masks = build_masking_generator("tube", (8, 14, 14), 0.9)
+    names = [name for name, decode in table.items() if callable(decode)]
+    spent = {name: [0.0, 0.0] for name in names}
+    difference = dict.fromkeys(names, 0)
+    for clip in range(-1, clips):  # the first round warms up and is not counted
+        path = paths[clip % len(paths)]
+        np.random.seed(seed * 100003 + clip + 1)
+        start = random_clip_start(300, 16, 4)
+        frames = {}
+        for name in names:
+            begin = time.perf_counter()
+            frames[name] = table[name](path, lambda n: clip_indices(n, 16, 4, start))
+            decoded = time.perf_counter()
+            augment(frames[name]) if not frames[name].is_cuda else augment(frames[name].cpu())
+            masks()
+            if clip >= 0:
+                spent[name][0] += decoded - begin
+                spent[name][1] += time.perf_counter() - decoded
+        for name in names if "decord" in names else ():
+            other = frames[name].cpu()
+            if other.shape != frames["decord"].shape:
+                difference[name] = 255
+            else:
+                difference[name] = max(difference[name], (other.int() - frames["decord"].int()).abs().max().item())
+    return {name: (1e3 * d / clips, 1e3 * r / clips) for name, (d, r) in spent.items()}, difference
+
+
+def _parallel_worker(paths, clips, seed):
+    torch.set_num_threads(1)
+    time_decoders(paths, clips, {"pyav (ours)": ours_decode}, seed)
+    return clips
+
+
+def decoder_table(clips, videos, short_side, parallel, cuda, keyint=250, preprocessed_keyint=16):
+    """Clips/s of a loader worker (1 process, 1 thread) with each decoder on the same files: `videos` h264 files
+    at `short_side` with x264's keyframe interval, and the same files re-encoded by scripts/preprocess_videos.py
+    with `preprocessed_keyint`. With `parallel`, also the machine's throughput with one worker per core."""
+    import multiprocessing
+
+    from scripts import preprocess_videos
+    torch.set_num_threads(1)
+    cores = len(os.sched_getaffinity(0))
+    table = decoders(cuda)
+    result = dict(cpu=_cpu_model(), cores=cores, decoders={}, same_frames_as_decord={})
+    with tempfile.TemporaryDirectory() as tmp:
+        sources = []
+        for i in range(videos):
+            sources.append(os.path.join(tmp, f"video_{i}.mp4"))
+            width = 2 * round(short_side * ASPECTS[i % len(ASPECTS)] / 2)
+            write_video(sources[-1], 300, short_side, width, keyint, seed=i)
+        converted = preprocess_videos.convert_all(sources, os.path.join(tmp, "pre"), short_side=short_side,
+                                                  keyint=preprocessed_keyint, workers=min(cores, videos))
+        file_sets = {f"{short_side}p keyint {keyint}": sources,
+                     f"{short_side}p keyint {preprocessed_keyint} (preprocess_videos.py)": converted["outputs"]}
+        for files, paths in file_sets.items():
+            times, difference = time_decoders(paths, clips, table)
+            for name, decode in table.items():
+                key = f"{name}, {files}"
+                if not callable(decode):
+                    result["decoders"][key] = dict(files=files, clips_per_s=None, per_core=False, note=decode)
+                    continue
+                decode_ms, rest_ms = times[name]
+                result["decoders"][key] = dict(files=files, clips_per_s=1e3 / (decode_ms + rest_ms),
+                                               decode_ms=decode_ms, rest_ms=rest_ms, per_core=name != "torchcodec cuda",
+                                               note="one process on the GPU" if name == "torchcodec cuda" else "")
+                result["same_frames_as_decord"][key] = difference[name]
+            if parallel:
+                with multiprocessing.get_context("fork").Pool(cores) as pool:
+                    start = time.perf_counter()
+                    done = pool.starmap(_parallel_worker, [(paths, max(clips // 4, 4), seed) for seed in range(cores)])
+                    seconds = time.perf_counter() - start
+                result["decoders"][f"pyav (ours), {files}, {cores} workers"] = dict(
+                    files=files, clips_per_s=sum(done) / seconds, per_core=False,
+                    note=f"{cores} processes at once, start-up included")
+    return result
+
+
+def print_decoder_table(args):
+    result = decoder_table(args.clips, args.videos, args.short_side, parallel=False, cuda=torch.cuda.is_available(),
+                           keyint=args.keyint, preprocessed_keyint=args.preprocessed_keyint)
+    print(f"one worker (1 process, 1 torch thread), {args.clips} clips of 16x224x224, {result['cpu']}; "
+          "decode: the 16 frames; rest: crop, resize, mask")
+    print(f"{'decoder, files':<64}{'decode':>8}{'rest':>8}{'clips/s':>9}{'vs decord':>10}{'max diff':>9}")
+    for key, d in result["decoders"].items():
+        if d["clips_per_s"] is None:
+            print(f"{key:<64}  {d['note']}")
+            continue
+        decord_rate = result["decoders"][f"decord, {d['files']}"]["clips_per_s"]
+        print(f"{key:<64}{d['decode_ms']:>8.1f}{d['rest_ms']:>8.1f}{d['clips_per_s']:>9.2f}"
+              f"{d['clips_per_s'] / decord_rate:>9.2f}x{result['same_frames_as_decord'][key]:>9}")
+    print("max diff: the largest difference from decord's frames, in grey levels (0: the same frames)")
+    print(json.dumps(result))
+
+
+def _cpu_model():
+    with open("/proc/cpuinfo") as f:
+        return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=48, help="clips per pipeline")
@@ -181,8 +320,15 @@ def main():
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--sampling_rate", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--decoders", action="store_true",
+                        help="instead: clips/s of a worker with each decoder (ours, decord, torchcodec where it "
+                             "loads) on the same files, as written and re-encoded by scripts/preprocess_videos.py")
+    parser.add_argument("--preprocessed_keyint", type=int, default=16,
+                        help="with --decoders: the keyframe interval the files are re-encoded to")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.decoders:
+        return print_decoder_table(args)
 
     with tempfile.TemporaryDirectory() as video_dir:
         start = time.perf_counter()

@@ -1,5 +1,6 @@
 """Fault injection: pretraining and fine-tuning killed (SIGKILL) at random points of saving and logging,
-then resumed; what the kills cost.
+stopped by SIGUSR1 at random steps, and given a full disk at random points of a checkpoint's write, then
+resumed; what the faults cost.
 
     python bench/fault_injection.py                  # 20 kills per entry point, about 20 min on 2 cores
     python bench/fault_injection.py --trials 3 --seed 1
@@ -12,15 +13,22 @@ random:
 - write:  inside a checkpoint's write, after a random number of its bytes;
 - rename: after a finished temporary, before it is renamed over the checkpoint;
 - log:    after an epoch's checkpoint, before its log.txt line;
-- line:   in the middle of a log.txt line.
+- line:   in the middle of a log.txt line;
+- signal: SIGUSR1 during a random training step (the run saves its position mid-epoch and
+          exits with status 75, preempted; at the run's last step it just finishes);
+- enospc: a write of a checkpoint fails with ENOSPC after a random number of its bytes
+          (the run must end with one line on stderr, exit status 2, no temporary left).
 
 Then the same command runs again (auto-resume) to the end. Counted per entry point:
 lost_records and repeated_records (log.txt against one line per epoch and one test
 line), torn_files (checkpoints that do not load, after the kill or after the resume),
 stale_temporaries (left after the resume), differing_records (lines that differ from
-the reference run's, timings aside), and resumed (resumed runs that finished).
+the reference run's, timings aside), resumed (resumed runs that finished), preempted
+(signal trials that exited with status 75) and one_line_errors (enospc trials that ended
+with status 2 and a single stderr line, no traceback).
 """
 import argparse
+import errno
 import json
 import os
 import random
@@ -30,7 +38,7 @@ import sys
 import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EVENTS = ("write", "rename", "log", "line")
+EVENTS = ("write", "rename", "log", "line", "signal", "enospc")
 TIMING_FIELDS = ("train_clips_per_s", "train_data_wait_s", "train_time_s")
 COMMON = ["--input_size", "32", "--num_frames", "4", "--sampling_rate", "2", "--batch_size", "2", "--device", "cpu",
           "--num_workers", "0", "--epochs", "3", "--save_ckpt_freq", "2", "--warmup_epochs", "1"]
@@ -74,15 +82,18 @@ def install_faults(kind, at, after_bytes, counts_file):
         os.kill(os.getpid(), signal.SIGKILL)
 
     class Metered:
-        """A file that counts the bytes written to it, and kills the process past `limit` (if not None)."""
+        """A file that counts the bytes written to it, and past `limit` (if not None) kills the process or,
+        with `full`, fails as a full disk does."""
 
-        def __init__(self, f, limit):
-            self.f, self.limit, self.written = f, limit, 0
+        def __init__(self, f, limit, full=False):
+            self.f, self.limit, self.written, self.full = f, limit, 0, full
 
         def write(self, data):
             if self.limit is not None and self.written + len(data) > self.limit:
                 self.f.write(bytes(data)[:max(self.limit - self.written, 0)])
                 self.f.flush()
+                if self.full:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
                 die()
             self.written += len(data)
             return self.f.write(data)
@@ -90,12 +101,15 @@ def install_faults(kind, at, after_bytes, counts_file):
         def __getattr__(self, name):
             return getattr(self.f, name)
 
-    atomic_write, write_sizes = checkpoint._atomic_write, []
+    atomic_write, write_sizes, save_sizes = checkpoint._atomic_write, [], []
 
     def faulty_atomic_write(path, write, link_from=None):
         if write is None:  # a hard link: nothing is written
             return atomic_write(path, write, link_from)
-        metered = Metered(None, after_bytes if event("write") else None)
+        killed = event("write")
+        # A full disk at the `at`-th write of a checkpoint (not of log.txt or the test predictions).
+        full = os.path.basename(path).startswith("checkpoint-") and event("enospc")
+        metered = Metered(None, after_bytes if killed or full else None, full=full)
 
         def metered_write(f):
             metered.f = f
@@ -103,6 +117,8 @@ def install_faults(kind, at, after_bytes, counts_file):
 
         atomic_write(path, metered_write, link_from)
         write_sizes.append(metered.written)
+        if os.path.basename(path).startswith("checkpoint-"):
+            save_sizes.append(metered.written)
 
     replace = os.replace
 
@@ -126,10 +142,23 @@ def install_faults(kind, at, after_bytes, counts_file):
             die()
         return append_json_line(obj, path)
 
+    import engine_for_finetuning
+    import engine_for_pretraining
+
+    def signalling(optimizer_step):
+        def step(*args, **kwargs):
+            if event("signal"):
+                os.kill(os.getpid(), signal.SIGUSR1)
+            return optimizer_step(*args, **kwargs)
+        return step
+
+    for engine in (engine_for_pretraining, engine_for_finetuning):
+        engine.optimizer_step = signalling(engine.optimizer_step)
     checkpoint._atomic_write, os.replace = faulty_atomic_write, faulty_replace
     utils.log_epoch, utils.append_json_line = faulty_log_epoch, faulty_append
     if counts_file:
-        atexit.register(lambda: json.dump({"counts": counts, "write_sizes": write_sizes}, open(counts_file, "w")))
+        sizes = {"counts": counts, "write_sizes": write_sizes, "save_sizes": save_sizes}
+        atexit.register(lambda: json.dump(sizes, open(counts_file, "w")))
 
 
 def child(argv):
@@ -197,30 +226,37 @@ def run(videos, work_dir, trials=20, seed=0, entry_points=("pretraining", "fine-
             counted = json.load(f)
         events = {kind: count for kind, count in counted["counts"].items() if count}
         reference = [comparable(r) for r in read_log(reference_dir)]
-        totals = dict(trials=0, killed=0, resumed=0, lost_records=0, repeated_records=0, torn_files=0,
-                      temporaries_after_kill=0, stale_temporaries=0, differing_records=0)
+        totals = dict(trials=0, killed=0, preempted=0, one_line_errors=0, resumed=0, lost_records=0,
+                      repeated_records=0, torn_files=0, temporaries_after_kill=0, stale_temporaries=0,
+                      differing_records=0, **{f"{kind}_trials": 0 for kind in EVENTS})
         for trial in range(trials):
             kind = rng.choice(sorted(events))
             at = rng.randint(1, events[kind])
-            after_bytes = rng.randint(0, counted["write_sizes"][at - 1] - 1) if kind == "write" else 0
+            sizes = {"write": counted["write_sizes"], "enospc": counted["save_sizes"]}.get(kind)
+            after_bytes = rng.randint(0, sizes[at - 1] - 1) if sizes else 0
             output_dir = os.path.join(work_dir, f"{name}_{trial}")
             command = commands(videos, output_dir)[name]
-            killed = launch(command, kind, at, after_bytes).returncode == -signal.SIGKILL
+            faulty = launch(command, kind, at, after_bytes)
+            killed = faulty.returncode == -signal.SIGKILL
+            stderr_lines = faulty.stderr.strip().splitlines()
             torn_after_kill = torn_checkpoints(output_dir)
             totals["temporaries_after_kill"] += len(temporaries(output_dir))
             resumed = launch(command)
             records = [comparable(r) for r in read_log(output_dir)]
             lost = sum(max(reference.count(r) - records.count(r), 0) for r in set(reference))
             repeated = len(records) - (len(reference) - lost)
-            trial_counts = dict(trials=1, killed=int(killed), resumed=int(resumed.returncode == 0),
+            trial_counts = dict(trials=1, killed=int(killed), preempted=int(faulty.returncode == 75),
+                                one_line_errors=int(faulty.returncode == 2 and len(stderr_lines) == 1
+                                                    and "error: no space left to write" in stderr_lines[0]),
+                                resumed=int(resumed.returncode == 0), **{f"{kind}_trials": 1},
                                 lost_records=lost, repeated_records=max(repeated, 0),
                                 torn_files=len(torn_after_kill) + len(torn_checkpoints(output_dir)),
                                 stale_temporaries=len(temporaries(output_dir)),
                                 differing_records=len(set(records) - set(reference)))
             for key, value in trial_counts.items():
                 totals[key] += value
-            log(f"{name} trial {trial}: kill at {kind} #{at}" + (f" after {after_bytes} bytes" if kind == "write"
-                                                                 else "") + f": {trial_counts}")
+            log(f"{name} trial {trial}: {kind} #{at}" + (f" after {after_bytes} bytes" if sizes else "")
+                + f": {trial_counts}")
             if resumed.returncode != 0:
                 log(resumed.stderr[-2000:])
         report[name] = totals
@@ -250,7 +286,9 @@ def main(argv=None):
                        if k in ("lost_records", "repeated_records", "torn_files", "stale_temporaries",
                                 "differing_records") and v}
                 for name, counts in report.items()}
-    sys.exit(1 if any(failures.values()) or any(c["resumed"] != c["trials"] for c in report.values()) else 0)
+    unclear = any(c["one_line_errors"] != c["enospc_trials"] for c in report.values())  # a traceback, say
+    sys.exit(1 if any(failures.values()) or unclear or any(c["resumed"] != c["trials"] for c in report.values())
+             else 0)
 
 
 if __name__ == "__main__":

@@ -140,3 +140,4 @@ echo "== 6/6 linear probe and k-NN of a random initialisation, VideoMAE, SIGMA a
 "${PYTHON}" scripts/plot_log.py "${PIXEL_RUN}" "${SIGMA_RUN}" --probes "${DEMO_DIR}/probes/results.json" \
     --out "${DEMO_DIR}/demo.png"
 echo "demo finished in $(( SECONDS - start )) s"
+echo "pictures of what both models predict: bash scripts/make_docs_pictures.sh ${DEMO_DIR} (PRETRAIN.md, \"Looking at what a model predicts\")"

@@ -1,7 +1,8 @@
 """run_class_finetuning.py under torchrun, for the tests: `torchrun ... tests/dist_finetuning_worker.py FLAGS`.
 
 `--kill_before_logging_epoch N` (taken off the command line) ends the process with SIGKILL between
-epoch N's checkpoint and its log line, as a killed job would end.
+epoch N's checkpoint and its log line, as a killed job would end. `--signal_at_step N` sends the process
+SIGUSR1 as its N-th optimiser step starts (counted over the run).
 
 One change for the CPU test machines: DeepSpeed's CPU accelerator compiles an optional
 shared-memory all-reduce kernel (deepspeed_shm_comm) the first time a process group
@@ -34,6 +35,22 @@ if "--kill_before_logging_epoch" in sys.argv:
         log_epoch(record, args, env)
 
     utils.log_epoch = log_epoch_unless_killed
+
+if "--signal_at_step" in sys.argv:
+    import engine_for_finetuning  # noqa: E402
+
+    at = sys.argv.index("--signal_at_step")
+    signal_step = int(sys.argv[at + 1])
+    del sys.argv[at:at + 2]
+    apply_schedules, calls = engine_for_finetuning.apply_schedules, []
+
+    def signalling(*args):
+        calls.append(1)
+        if len(calls) == signal_step:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return apply_schedules(*args)
+
+    engine_for_finetuning.apply_schedules = signalling
 
 if __name__ == "__main__":
     run_class_finetuning.main(run_class_finetuning.parse_args(sys.argv[1:]))

@@ -4,6 +4,7 @@ Most videos here are written by `write_video` with frames whose colour encodes t
 index (red: index % 16, blue: index // 16, in steps of 16 grey levels, far above the
 codec's error), so a decoded frame tells which frame it is.
 """
+import re
 import time
 import types
 import warnings
@@ -227,6 +228,23 @@ def test_every_bad_file_kind_raises_bad_video_error_naming_it(videos, tmp_path):
         with pytest.raises(BadVideoError) as error:
             datasets.decode_frames(path, lambda n: [0])
         assert error.value.path == path and path in str(error.value), kind
+
+
+def test_a_video_damaged_inside_is_named_without_decoder_noise(synthetic_videos, tmp_path, capfd):
+    """Frames that fail to decode (not the file's opening): the error names the file and what is wrong, in
+    the video's terms; nothing of the decoder's own logging reaches the process's stderr."""
+    data = bytearray((synthetic_videos / "val" / "striped_ellipse_slides" / "0000.mp4").read_bytes())
+    rng = np.random.default_rng(1500)
+    for i in range(3000, len(data) - 3000, 1500):  # header and index stay intact, so the file opens
+        data[i] = rng.integers(256)
+    path = tmp_path / "damaged.mp4"
+    path.write_bytes(bytes(data))
+    for decode in (lambda: datasets.decode_frames(str(path), lambda n: list(range(n))),
+                   lambda: decode_sampled_frames(str(path), lambda n: list(range(n)), short_side=16)):
+        with pytest.raises(BadVideoError, match="cannot decode frames: ") as error:
+            decode()
+        assert str(path) in str(error.value) and not re.search(r"\.cc:\d+|Check failed|\[\d\d:", str(error.value))
+    assert capfd.readouterr().err == ""
 
 
 def test_sampled_frame_decoding_equals_decord_when_the_video_is_not_larger_than_needed(videos):

@@ -63,7 +63,7 @@ def encoder_weights(pretraining_checkpoint):
             if key.startswith("encoder.") and not key.startswith("encoder.norm.")}
 
 
-def test_finetune_a_pretrained_encoder_then_resume(synthetic_videos, pretrained, tmp_path):
+def test_finetune_a_pretrained_encoder_then_resume(synthetic_videos, pretrained, tmp_path, capsys):
     out = tmp_path / "ft"
     args = finetune(synthetic_videos, out, "--finetune", str(pretrained), "--epochs", "1", "--update_freq", "2")
     # 12 videos, 2 per micro-batch, 2 micro-batches per step: 3 steps; lr per 256 videos scaled by 4/256.
@@ -85,6 +85,11 @@ def test_finetune_a_pretrained_encoder_then_resume(synthetic_videos, pretrained,
     finetune(synthetic_videos, out, "--finetune", str(pretrained), "--epochs", "2", "--update_freq", "2")
     assert [record.get("epoch") for record in epoch_log(out)] == [0, None, 1, None]
     assert load_checkpoint(out / "checkpoint-latest.pth")["epoch"] == 1
+    # The same command again: the run is finished and tested, so it says so and logs nothing more.
+    before = (out / "log.txt").read_text()
+    finetune(synthetic_videos, out, "--finetune", str(pretrained), "--epochs", "2", "--update_freq", "2")
+    assert (out / "log.txt").read_text() == before
+    assert f"top-1 {epoch_log(out)[-1]['test_acc1']:.2f}%" in capsys.readouterr().out
 
 
 def test_encoder_loads_exactly_and_layer_decay_groups(pretrained):
@@ -300,9 +305,17 @@ def torchrun(nproc, flags, timeout=300, succeeds=True):
                os.path.join(REPO, "tests", "dist_finetuning_worker.py"), *flags]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
     start = time.monotonic()
-    result = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout)
-    output = result.stdout + result.stderr
-    assert (result.returncode == 0) == succeeds, output
+    process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            # torchrun starts its workers in sessions of their own: killing torchrun (what subprocess.run's
+            # timeout does) would leave them running. SIGTERM makes torchrun stop them first.
+            process.terminate()
+            process.communicate()
+    assert (process.returncode == 0) == succeeds, output
     return output, time.monotonic() - start
 
 

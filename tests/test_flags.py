@@ -18,7 +18,7 @@ PRETRAIN = dict(
     augmentation='multi_scale_crop', auto_resume=True, batch_size=16, clip_grad=None, compile=False, data_path_csv=None,
     decoder_depth=4, depth=None, device='auto', dist_timeout=30, distillation_teacher='dino_b', drop_path=0.0, epochs=801,
     freeze_projection_niters=0, freeze_prototypes_niters=0, gray_scale_prob=0.0, input_size=224,
-    local_rank=None, log_dir=None, loss_func='SWAV', lr=0.00015, mask_ratio=0.9, mask_type='tube',
+    local_rank=None, log_dir=None, log_images_every=0, loss_func='SWAV', lr=0.00015, mask_ratio=0.9, mask_type='tube',
     max_bad_fraction=0.05, min_lr=1e-05, model='pretrain_videomae_base_patch16_224', normlize_target=True,
     num_frames=16, num_prototypes=3000, num_sample=1, num_workers=WORKERS, opt='adamw', opt_betas=[0.9, 0.95],
     opt_eps=1e-08, output_dir='', patch_size=16, pin_mem=True, precision=None, print_freq=None, queue_length=0,
@@ -28,7 +28,7 @@ PRETRAIN = dict(
     sinkhorn_iterations=10, soft_targets=False, steps_per_epoch=None, target_type='mlp', teacher_precision=None,
     teacher_weights=None,
     wandb=False, wandb_project='SIGMA', warmup_epochs=40, warmup_lr=0.0, warmup_steps=-1, weight_decay=0.05,
-    weight_decay_end=None
+    weight_decay_end=None, stop_signals=['USR1', 'TERM']
 )
 FINETUNE = dict(
     aa='rand-m7-n4-mstd0.5-inc1', attn_drop_rate=0.0, auto_resume=True, batch_size=64, cache_features=False,
@@ -45,7 +45,7 @@ FINETUNE = dict(
     sampling_rate=4, save_ckpt=True, save_ckpt_freq=100, seed=0, short_side_size=224, smoothing=0.1,
     test_num_crop=3, test_num_segment=5, train_interpolation='bicubic', tubelet_size=2, update_freq=1,
     use_mean_pooling=True, wandb=False, wandb_project='SIGMA', warmup_epochs=5, warmup_lr=1e-06,
-    warmup_steps=-1, weight_decay=0.05, weight_decay_end=None, zero_stage=1
+    warmup_steps=-1, weight_decay=0.05, weight_decay_end=None, zero_stage=1, stop_signals=['USR1', 'TERM']
 )
 # The encoder geometry is unset: the --finetune checkpoint's (encoder_geometry.py).
 EXTRACT = dict(

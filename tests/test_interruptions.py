@@ -1,5 +1,6 @@
 """Runs cut short: a kill between an epoch's checkpoint and its log line, a torn log line, temporaries of
-interrupted saves, SIGTERM during a save; each checkpoint written once; the fault-injection script."""
+interrupted saves, SIGTERM during a save; each checkpoint written once; the fault-injection script
+(signals mid-epoch and a full disk: test_preemption.py)."""
 import json
 import os
 import signal
@@ -165,3 +166,6 @@ def test_fault_injection_of_one_kill_loses_nothing(tmp_path, synthetic_videos, e
         assert report[script]["trials"] == 1 and report[script]["resumed"] == 1
         assert (report[script]["lost_records"], report[script]["repeated_records"], report[script]["torn_files"],
                 report[script]["stale_temporaries"], report[script]["differing_records"]) == (0, 0, 0, 0, 0)
+        # A full disk ends in one line; a signal stops the run as preempted (unless it came in the last step).
+        assert report[script]["one_line_errors"] == report[script]["enospc_trials"]
+        assert report[script]["preempted"] <= report[script]["signal_trials"]

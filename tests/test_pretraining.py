@@ -121,6 +121,32 @@ def test_tensorboard_scalars(synthetic_videos, tmp_path):
     assert [event.step for event in events.Scalars("train/loss")] == [1, 2]
 
 
+def test_tensorboard_pictures_are_run_videomae_vis_pictures(synthetic_videos, tmp_path):
+    """--log_images_every 2 over 3 epochs draws after epochs 2 and 3 (the last); the last picture is the one
+    model_pictures draws from the saved weights, for the first video of the list under the seeded mask."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import model_pictures
+    out = pretrain(synthetic_videos, tmp_path / "run", "--epochs", "3", "--log_images_every", "2",
+                   "--target_type", "pixel", "--loss_func", "L2")
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    images = events.Images("pictures/reconstruction")
+    assert [image.step for image in images] == [2, 3]
+    logged = np.asarray(Image.open(io.BytesIO(images[-1].encoded_image_string)).convert("RGB"))
+    model, checkpoint = model_pictures.load_pretraining_model(str(out / "checkpoint-latest.pth"))
+    args = checkpoint["args"]
+    video, mask = run.picture_clip(run.build_pretraining_dataset(args), args, torch.device("cpu"))
+    picture, _, _ = model_pictures.clip_picture(model, video, mask)
+    assert np.array_equal(logged, np.asarray(picture))
+    first = synthetic_videos / open(synthetic_videos / "train.csv").readline().split()[0]
+    assert torch.equal(video, model_pictures.read_view(first, 4, 2, 32))
+
+
 @pytest.mark.parametrize("num_workers", ["0", "2"])
 def test_stop_and_resume_gives_the_uninterrupted_losses(synthetic_videos, tmp_path, capsys, monkeypatch,
                                                        num_workers):
@@ -285,8 +311,15 @@ def torchrun(script_args, timeout=240):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *script_args]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
     start = time.monotonic()
-    result = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout)
-    return result.returncode, result.stdout + result.stderr, time.monotonic() - start
+    process = subprocess.Popen(command, cwd=REPO, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:  # SIGTERM: torchrun stops its workers, which a kill of torchrun leaves running
+            process.terminate()
+            process.communicate()
+    return process.returncode, output, time.monotonic() - start
 
 
 # Makes rank 1's model misbehave at its second forward pass; `failure` is "nan" or "error".

@@ -70,3 +70,12 @@ def test_a_bar_on_a_terminal(capsys):
     assert schedule.bar.n == 1 and schedule.bar.total == 4
     schedule.end_epoch()
     assert "epoch 3" in capsys.readouterr().err
+
+
+def test_a_resumed_run_keeps_its_calibrated_frequency_and_diagnostic_schedule():
+    """A frequency from the checkpoint logs at the same steps and, not being --print_freq, leaves the
+    diagnostics on their fixed schedule: a resumed run averages and measures as the first part did."""
+    resumed = Progress(bar=False, calibrated=2)
+    assert [step for step in range(1, 8) if resumed.logs_now(step, 7)] == [2, 4, 6, 7]
+    assert [step for step in range(1, 21) if resumed.measures_now(step, 20)] == [10, 20]
+    assert Progress(3, bar=False, calibrated=2).every == 3  # --print_freq wins

@@ -1,6 +1,7 @@
 """training_state.py: saving, finding and restoring training checkpoints; AdamW moments matched by name."""
 import argparse
 import os
+import re
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from modeling_pretrain import create_pretrain_model, pretrain_model_config
 from optim_factory import apply_schedules, create_optimizer
 from test_checkpoint import published  # noqa: F401  (a fixture)
 from test_utils import Tiny
+from user_errors import UserError
 
 
 def _training_state(epoch, seed=0):
@@ -56,9 +58,18 @@ def test_published_optimizer_state_without_our_group_flag_keeps_weight_decay_gro
 
 def test_mismatched_checkpoint_is_an_error_naming_the_file():
     _, _, _, state = _training_state(epoch=0)
+    expected = tuple(state["model"]["proj.weight"].shape)
     state["model"]["proj.weight"] = torch.zeros(5, 4)
     model, optimizer, scaler, _ = _training_state(epoch=0, seed=1)
-    with pytest.raises(RuntimeError, match="other.pth: the checkpoint's weights do not fit this model"):
+    # One line naming the tensor and both shapes, a user error (exit 2, no traceback).
+    with pytest.raises(training_state.WeightMismatchError,
+                       match=re.escape(f"other.pth: tensor proj.weight has shape (5, 4) in the checkpoint but "
+                                       f"{expected} in this model;")) as error:
+        training_state.restore(state, "other.pth", model, optimizer, scaler)
+    assert isinstance(error.value, UserError) and expected != (5, 4)
+    del state["model"]["proj.weight"]
+    with pytest.raises(training_state.WeightMismatchError,
+                       match="(?s)other.pth: the checkpoint.s weights do not fit this model.*proj.weight"):
         training_state.restore(state, "other.pth", model, optimizer, scaler)
 
 
