@@ -199,6 +199,9 @@ def plot(records, floor, chance, path):
         ax.axhline(chance, color="black", linestyle=":", label="chance")
         ax.set(title=title, xlabel="lr per 256 clips", ylabel="top-1 %", xscale="log")
     axes[2].set(title="pretext loss, last epoch / first", xlabel="lr per 256 clips", xscale="log")
+    for ax in axes:
+        ax.minorticks_off()
+        ax.set_xticks(LRS, [f"{lr:g}" for lr in LRS], fontsize=7)
     axes[0].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
