@@ -97,7 +97,8 @@ def test_encoder_loads_exactly_and_layer_decay_groups(pretrained):
     args = run.parse_args(["--data_path", "x", "--finetune", str(pretrained), "--nb_classes", "4",
                            "--data_set", "custom"])
     args.window_size = tuple(model.patch_embed.grid_size)
-    assert run.load_finetune_checkpoint(model, args) is False  # a pretraining checkpoint has no trained head
+    checkpoint = run.load_checkpoint(str(pretrained))
+    assert run.load_finetune_checkpoint(model, checkpoint, args) is False  # a pretraining checkpoint has no head
     state = model.state_dict()
     for key, value in encoder_weights(pretrained).items():
         assert torch.equal(state[key], value), key

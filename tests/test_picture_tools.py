@@ -30,7 +30,7 @@ def test_masks_drawn_hide_the_ratio_asked(tmp_path, capsys, mask_type, ratio, wi
 
 
 def test_masks_over_a_video_grey_exactly_the_masked_tubes(synthetic_videos, tmp_path):
-    video = synthetic_videos / "val" / "striped_ellipse_slides" / "0000.mp4"
+    video = synthetic_videos / "val" / "bar_slides" / "0000.mp4"
     masks, _ = visualize_masks.main([str(tmp_path / "m.png"), "--video", str(video), "--window", "2,4,4",
                                      "--patch_size", "8", "--mask_ratio", "0.5", "--draws", "1"])
     frames = model_pictures.clip_pixels(model_pictures.read_view(video, 4, 4, 32))
@@ -41,7 +41,7 @@ def test_masks_over_a_video_grey_exactly_the_masked_tubes(synthetic_videos, tmp_
 
 
 def test_augmentations_are_the_training_transforms_of_the_flags(synthetic_videos, tmp_path):
-    video = synthetic_videos / "val" / "striped_ellipse_slides" / "0000.mp4"
+    video = synthetic_videos / "val" / "bar_slides" / "0000.mp4"
     common = [str(tmp_path / "aug.png"), "--video", str(video), "--num_frames", "4", "--sampling_rate", "2",
               "--input_size", "32", "--draws", "3"]
     draws = visualize_augmentations.main(common + ["--augmentation", "resize", "--gray_scale_prob", "1"])

@@ -32,7 +32,8 @@ def test_panels_hold_the_logged_values(tmp_path):
     assert agreement == {"sigma (mlp) predicts phi's target": [0.02, 0.05],
                          "sigma (mlp) most frequent target": [0.03, 0.03]}
     bars = [patch.get_height() for patch in axes["probes of the encoders"].patches]
-    assert bars == [14.0, 20.0, 15.0, 12.0, 18.0, 13.0]
+    # In ENCODERS order (random init, VideoMAE, SIGMA), linear probes first, then k-NN.
+    assert bars == [14.0, 15.0, 20.0, 12.0, 13.0, 18.0]
 
 
 def test_writes_a_png(tmp_path):

@@ -158,7 +158,7 @@ def test_prototype_colours_are_fixed_and_distinct():
 
 
 def test_the_command_line_writes_both_kinds(checkpoints, synthetic_videos, tmp_path, capsys):
-    video = synthetic_videos / "val" / "striped_ellipse_slides" / "0000.mp4"
+    video = synthetic_videos / "val" / "bar_slides" / "0000.mp4"
     result = run_videomae_vis.main([str(video), str(tmp_path / "pixel"), str(checkpoints["pixel"]),
                                     "--mask_type", "tube", "--mask_ratio", "0.75"])
     out = capsys.readouterr().out
@@ -193,7 +193,7 @@ def one_line_error(argv, capsys):
 
 
 def test_wrong_input_is_one_line(checkpoints, synthetic_videos, tmp_path, capsys):
-    video = str(synthetic_videos / "val" / "striped_ellipse_slides" / "0000.mp4")
+    video = str(synthetic_videos / "val" / "bar_slides" / "0000.mp4")
     pixel = str(checkpoints["pixel"])
     assert "--input_size 64, but" in one_line_error([video, str(tmp_path), pixel, "--input_size", "64"], capsys)
     err = one_line_error([video, str(tmp_path), pixel, "--target_type", "mlp"], capsys)
@@ -231,7 +231,7 @@ def test_a_dino_checkpoint_maps_the_teachers_assignments(synthetic_videos, tmp_p
     model = build(args, teacher_weights=str(teacher))
     checkpoint = tmp_path / "dino.pth"
     save_checkpoint_atomic({"model": model.state_dict(), "args": args}, checkpoint)
-    video = synthetic_videos / "val" / "striped_ellipse_slides" / "0000.mp4"
+    video = synthetic_videos / "val" / "bar_slides" / "0000.mp4"
     result = run_videomae_vis.main([str(video), str(tmp_path / "out"), str(checkpoint), "--teacher_weights",
                                     str(teacher), "--seed", "4"])
     clip = model_pictures.read_view(video, 4, 2, 32)
