@@ -2,8 +2,8 @@
 # The demo's comparison over seeds: scripts/demo.sh once per seed (new videos, new
 # pretraining, new probes each time), then the mean and spread of every accuracy.
 #
-#   bash scripts/demo_seeds.sh                       # seeds 0 1 2, about SEEDS_MINUTES min on 2 idle cores
-#   SEEDS="0 1 2 3 4" DEMO_EPOCHS=48 bash scripts/demo_seeds.sh
+#   bash scripts/demo_seeds.sh                       # seeds 0 1 2, about 27 min on 2 cores (3 x the demo)
+#   SEEDS="0 1 2 3 4" DEMO_EPOCHS=12 bash scripts/demo_seeds.sh
 #
 # Environment: SEEDS ["0 1 2"], OUT [demo_seeds] (a run per seed in OUT/seed_N), and
 # what scripts/demo.sh reads (DEMO_EPOCHS, DATA, PYTHON). With DATA set every seed

@@ -185,7 +185,9 @@ def test_bf16_teacher_gives_float32_targets_close_to_the_fp32_teachers(dino_v1_s
                                      teacher_precision=precision, **SMALL_CLIP)
     reference, model = build("fp32"), build("bf16")
     assert next(model.teacher.parameters()).dtype == torch.bfloat16
-    videos = torch.randn(2, 3, 4, 32, 32)
+    # Seeded here: with whatever clips earlier tests left the global generator at, the largest error
+    # ranged over about 0.08-0.11.
+    videos = torch.randn(2, 3, 4, 32, 32, generator=torch.Generator().manual_seed(0))
     mask = torch.tensor([[True, False] * 4, [False, True] * 4])
     expected = reference.teacher_features(videos)
     features = model.teacher_features(videos)
