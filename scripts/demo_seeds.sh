@@ -2,7 +2,7 @@
 # The demo's comparison over seeds: scripts/demo.sh once per seed (new videos, new
 # pretraining, new probes each time), then the mean and spread of every accuracy.
 #
-#   bash scripts/demo_seeds.sh                       # seeds 0 1 2, about 27 min on 2 cores (3 x the demo)
+#   bash scripts/demo_seeds.sh                       # seeds 0 1 2: 35 min on 2 cores, partly busy
 #   SEEDS="0 1 2 3 4" DEMO_EPOCHS=12 bash scripts/demo_seeds.sh
 #
 # Environment: SEEDS ["0 1 2"], OUT [demo_seeds] (a run per seed in OUT/seed_N), and
