@@ -130,10 +130,10 @@ def train(args, env):
             print(f"settings of {path}:\n{utils.format_args(checkpoint['args'], repr)}")
         training_state.adopt_architecture(checkpoint.get("args"), args, ARCHITECTURE_ARGS)
         saved = checkpoint_geometry(checkpoint)  # from the weights, which published args do not describe
-        for name in ("patch_size", "depth"):
-            if saved[name] != getattr(args, name) and (name != "depth" or args.depth is not None
-                                                       or saved[name] != MODELS[args.model]["encoder_depth"]):
-                print(f"using the checkpoint's --{name} {saved[name]} instead of {getattr(args, name)}")
+        current = {"patch_size": args.patch_size, "depth": args.depth or MODELS[args.model]["encoder_depth"]}
+        for name, value in current.items():
+            if saved[name] != value:
+                print(f"using the checkpoint's --{name} {saved[name]} instead of {value}")
                 setattr(args, name, saved[name])
 
     dist_utils.seed_everything(args.seed)  # the same initial weights on every rank

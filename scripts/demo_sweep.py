@@ -139,11 +139,19 @@ def evaluate(run_dir, args, context, checkpoint="checkpoint-latest.pth"):
     os.makedirs(out, exist_ok=True)
     probe_args = SimpleNamespace(output_dir=out, data=context["view"], python=args.python, num_workers=1,
                                  seed=args.seed)
-    settings = ["--model", "vit_tiny_patch16_224", "--depth", "4", "--patch_size", "8", "--input_size", "64",
-                "--short_side_size", "64", "--num_frames", "8", "--sampling_rate", "4"]
     path = os.path.join(run_dir, checkpoint) if run_dir else None
+    settings = classifier_settings()
     return dict(knn=knn("encoder", path, settings, context["num_classes"], probe_args),
                 linear_probe=linear_probe("encoder", path, settings, context["num_classes"], probe_args))
+
+
+def classifier_settings():
+    """GEOMETRY as the evaluation scripts' flags: the classifier preset of the same size, evaluation views at
+    the input size (what demo_linear_probe.run_settings makes of a run's args.json)."""
+    flags = dict(zip(GEOMETRY[::2], GEOMETRY[1::2]))
+    flags["--model"] = flags["--model"].replace("pretrain_videomae_", "vit_")
+    flags["--short_side_size"] = flags["--input_size"]
+    return [word for flag in flags.items() for word in flag]
 
 
 def choose(records):
